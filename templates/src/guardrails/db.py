@@ -1,0 +1,48 @@
+"""Database: one SQLAlchemy 2 engine per app, SQLite by default, DATABASE_URL switches.
+
+App models subclass `Model`; `db_session` is the FastAPI dependency that yields a Session.
+Tables are created at start-up (`create_all`), which suits a micro app's small schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from fastapi import Request
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+
+class Model(DeclarativeBase):
+    """Base class of every table in the app (guardrails' own tables included)."""
+
+
+def make_engine(database_url: str) -> Engine:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(conn, _record):  # foreign keys on; readers never block the writer
+            cur = conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def db_session(request: Request) -> Iterator[Session]:
+    """FastAPI dependency: a Session bound to the app's engine, closed after the request."""
+    with request.app.state.guardrails.sessionmaker() as session:
+        yield session

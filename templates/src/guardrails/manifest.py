@@ -1,0 +1,210 @@
+"""microapp.yaml: load it, validate it against the JSON Schema, compute the risk tier.
+
+The manifest is the single source of per-app facts. `load_manifest` returns a typed, frozen
+`Manifest` or raises `ManifestError` listing every problem as `field: what is wrong`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, FormatChecker
+
+RESTRICTED_CLASSES = ("restricted", "regulated")
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML loader that keeps dates as text, so `expires: 2027-05-22` validates as a date
+    string whether or not the owner quoted it."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+class ManifestError(ValueError):
+    """The manifest is missing, unreadable or invalid; `problems` lists each finding."""
+
+    def __init__(self, path: Path | str, problems: list[str]):
+        self.path = str(path)
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    schema = json.loads(
+        resources.files("guardrails").joinpath("manifest.schema.json").read_text("utf-8")
+    )
+    return Draft202012Validator(schema, format_checker=FormatChecker())
+
+
+def _field(error_path) -> str:
+    parts = [str(p) if not isinstance(p, int) else f"[{p}]" for p in error_path]
+    return ".".join(parts).replace(".[", "[") or "(top level)"
+
+
+def schema_problems(data: Any) -> list[str]:
+    """Every JSON Schema violation, as `field: message`, in document order."""
+    errors = sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.path)))
+    return [f"{_field(e.absolute_path)}: {e.message}" for e in errors]
+
+
+def compute_risk_tier(data: dict[str, Any]) -> tuple[int, list[str]]:
+    """The CoE risk tier and the reasons for it.
+
+    3: PII, restricted or regulated data, or an external connector (full sign-off).
+    2: the app writes (any kind but dashboard, or a read-write connector) (security review).
+    1: read-only over internal-or-lower data, no PII, nothing external (auto-approved).
+    Keep in step with `risk_tier` in copier.yml (a test in the template repo checks both).
+    """
+    data_block = data.get("data", {})
+    connectors = data.get("connectors") or []
+    high = []
+    if data_block.get("pii"):
+        high.append("handles personal data (PII)")
+    if data_block.get("classification") in RESTRICTED_CLASSES:
+        high.append(f"data is {data_block['classification']}")
+    high += [f"connector {c.get('name')} is external" for c in connectors if c.get("external")]
+    if high:
+        return 3, high
+    writes = []
+    if data.get("kind") != "dashboard":
+        writes.append(f"a {data.get('kind')} app writes data")
+    writes += [
+        f"connector {c.get('name')} is read-write"
+        for c in connectors
+        if c.get("access") != "read-only"
+    ]
+    if writes:
+        return 2, writes
+    return 1, ["read-only, internal-or-lower data, no PII, nothing external"]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Typed view of a valid microapp.yaml."""
+
+    raw: dict[str, Any]
+    path: Path
+
+    @property
+    def app_id(self) -> str:
+        return self.raw["app_id"]
+
+    @property
+    def name(self) -> str:
+        return self.raw["name"]
+
+    @property
+    def kind(self) -> str:
+        return self.raw["kind"]
+
+    @property
+    def owner(self) -> str:
+        return self.raw["owner"]
+
+    @property
+    def team(self) -> str:
+        return self.raw["team"]
+
+    @property
+    def support_channel(self) -> str:
+        return self.raw["support"]["channel"]
+
+    @property
+    def stage(self) -> str:
+        return self.raw["lifecycle"]["stage"]
+
+    @property
+    def expires(self) -> dt.date:
+        return dt.date.fromisoformat(self.raw["lifecycle"]["expires"])
+
+    @property
+    def classification(self) -> str:
+        return self.raw["data"]["classification"]
+
+    @property
+    def pii(self) -> bool:
+        return self.raw["data"]["pii"]
+
+    @property
+    def retention_days(self) -> int:
+        return self.raw["data"]["retention_days"]
+
+    @property
+    def risk_tier(self) -> int:
+        return self.raw["risk_tier"]
+
+    @property
+    def sso_issuer(self) -> str:
+        return self.raw["sso"]["issuer"].rstrip("/")
+
+    @property
+    def sso_client_id(self) -> str:
+        return self.raw["sso"]["client_id"]
+
+    @property
+    def groups_claim(self) -> str:
+        return self.raw["sso"].get("groups_claim", "groups")
+
+    @property
+    def sso_algorithms(self) -> list[str]:
+        return list(self.raw["sso"].get("algorithms", ["RS256"]))
+
+    @property
+    def roles(self) -> dict[str, list[str]]:
+        """Role name -> identity-provider groups whose members hold it."""
+        return {role: list(groups) for role, groups in self.raw["sso"]["roles"].items()}
+
+    def roles_for_groups(self, groups: list[str] | tuple[str, ...]) -> frozenset[str]:
+        held = set(groups)
+        return frozenset(role for role, wanted in self.roles.items() if held & set(wanted))
+
+
+def validate(data: Any, path: Path | str = "microapp.yaml") -> list[str]:
+    """All problems with a parsed manifest: schema first, then the computed risk tier."""
+    problems = schema_problems(data)
+    if problems:
+        return problems
+    tier, reasons = compute_risk_tier(data)
+    if data["risk_tier"] != tier:
+        problems.append(
+            f"risk_tier: declared {data['risk_tier']} but the rules give {tier} "
+            f"({'; '.join(reasons)}); set risk_tier: {tier}"
+        )
+    created = dt.date.fromisoformat(data["lifecycle"]["created"])
+    expires = dt.date.fromisoformat(data["lifecycle"]["expires"])
+    if expires <= created:
+        problems.append("lifecycle.expires: must be after lifecycle.created")
+    return problems
+
+
+def load_manifest(path: Path | str = "microapp.yaml") -> Manifest:
+    """Read, validate and return the manifest, or raise ManifestError."""
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise ManifestError(
+            path, ["file not found (run from the app folder, or set MICROAPP_MANIFEST)"]
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        raise ManifestError(path, [f"not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise ManifestError(path, ["(top level): expected a mapping of keys to values"])
+    problems = validate(data, path)
+    if problems:
+        raise ManifestError(path, problems)
+    return Manifest(raw=data, path=path)

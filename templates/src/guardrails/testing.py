@@ -1,0 +1,150 @@
+"""Test helpers for app and guardrails tests (a pytest plugin; tests/conftest.py loads it).
+
+Nothing here is mocked: `idp` is the real local OIDC provider, `serve()` runs the real app
+under uvicorn on a free local port, and `login()` follows the real redirects, as a browser does.
+
+    def test_something(live_app):
+        client = live_app.client()
+        login(client, live_app, "approver@example.com")
+        assert client.get(live_app.url + "/").status_code == 200
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from guardrails.config import Settings
+from guardrails.devserver import demo_users, run_idp
+from guardrails.manifest import Manifest, load_manifest
+from guardrails.runtime import Runtime, build_runtime
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclasses.dataclass
+class LiveApp:
+    url: str
+    runtime: Runtime
+
+    @property
+    def audit_file(self) -> Path:
+        return self.runtime.settings.audit_file
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(follow_redirects=True, timeout=15, headers={"accept": "text/html"})
+
+    def audit_events(self) -> list[dict]:
+        import json
+
+        if not self.audit_file.exists():
+            return []
+        return [json.loads(line) for line in self.audit_file.read_text().splitlines()]
+
+
+@contextlib.contextmanager
+def serve(factory: Callable[[Runtime], object], runtime: Runtime) -> Iterator[LiveApp]:
+    """Run `factory(runtime)` under uvicorn in a thread until the block ends."""
+    port = int(runtime.settings.base_url.rsplit(":", 1)[1])
+    config = uvicorn.Config(
+        factory(runtime), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the app did not start")
+        time.sleep(0.05)
+    try:
+        yield LiveApp(url=runtime.settings.base_url, runtime=runtime)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_settings(tmp_path: Path, issuer: str, **overrides) -> Settings:
+    """Settings for a throw-away app: its own SQLite file, audit log and port."""
+    values = {
+        "base_url": f"http://localhost:{free_port()}",
+        "database_url": f"sqlite:///{tmp_path / 'app.db'}",
+        "audit_file": tmp_path / "audit.jsonl",
+        "audit_fsync": False,
+        "session_key": "test-session-key-" + "x" * 32,
+        "sso_issuer": issuer,
+        "otel_disabled": True,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+test_settings.__test__ = False  # a helper, not a test
+
+
+def login(client: httpx.Client, app: LiveApp, email: str, next_path: str = "/") -> httpx.Response:
+    """Sign in through the real provider: app -> provider form -> pick user -> app."""
+    form = client.get(f"{app.url}/login", params={"next": next_path})
+    form.raise_for_status()
+    if "/oauth2/authorize" not in str(form.url):
+        raise AssertionError(f"expected the provider's sign-in form, got {form.url}")
+    done = client.post(str(form.url), data={"sub": email})
+    done.raise_for_status()
+    return done
+
+
+def csrf_of(client: httpx.Client, app: LiveApp) -> str:
+    """The signed-in session's CSRF token, read from any page's sign-out form."""
+    import re
+
+    page = client.get(f"{app.url}/")
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    if not match:
+        raise AssertionError("no CSRF token on the page: is the client signed in?")
+    return match.group(1)
+
+
+# ---------------------------------------------------------------------- pytest fixtures
+@pytest.fixture(scope="session")
+def manifest() -> Manifest:
+    return load_manifest("microapp.yaml")
+
+
+@pytest.fixture(scope="session")
+def idp(manifest: Manifest) -> Iterator[str]:
+    """The local OIDC provider with the manifest's demo users; yields the issuer URL."""
+    with run_idp(manifest) as issuer:
+        yield issuer
+
+
+@pytest.fixture
+def demo(manifest: Manifest) -> dict[str, str]:
+    """Role -> demo user e-mail."""
+    return {u.role: u.email for u in demo_users(manifest)}
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, idp: str, manifest: Manifest) -> Runtime:
+    return build_runtime(test_settings(tmp_path, idp), manifest)
+
+
+@pytest.fixture
+def live_app(runtime: Runtime) -> Iterator[LiveApp]:
+    """The owner's app (app.main:build) served for real."""
+    from app.main import build
+
+    with serve(build, runtime) as live:
+        yield live

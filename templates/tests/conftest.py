@@ -1,0 +1,3 @@
+"""Managed by the microapp template. Loads the guardrails test fixtures (idp, live_app, ...)."""
+
+pytest_plugins = ["guardrails.testing"]
