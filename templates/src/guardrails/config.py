@@ -37,6 +37,7 @@ class Settings:
     otel_disabled: bool = False
     otel_traces_exporter: str = "none"  # otlp | console | none
     otel_metrics_exporter: str = "none"
+    otlp_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_ENDPOINT (OTLP/HTTP base URL)
     log_format: str = "console"  # console | json
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -61,6 +62,7 @@ class Settings:
             otel_disabled=_flag(env.get("OTEL_SDK_DISABLED"), False),
             otel_traces_exporter=env.get("OTEL_TRACES_EXPORTER", default_exporter).lower(),
             otel_metrics_exporter=env.get("OTEL_METRICS_EXPORTER", default_exporter).lower(),
+            otlp_endpoint=(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").rstrip("/") or None,
             log_format=env.get("MICROAPP_LOG_FORMAT", "console").lower(),
             environ=env,
         )

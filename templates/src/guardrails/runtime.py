@@ -112,13 +112,22 @@ def build_runtime(settings: Settings | None = None, manifest: Manifest | None = 
 
 
 @contextmanager
-def runtime(settings: Settings | None = None):
-    """For commands outside the web app: a Runtime with its audit log bound and tables made."""
-    rt = build_runtime(settings)
-    db.Model.metadata.create_all(rt.engine)
+def bound(rt: Runtime):
+    """`guardrails.audit.record` writes to `rt`'s audit log inside this block (commands, tests)."""
     token = audit.bind(rt.audit_log)
     try:
         yield rt
     finally:
         audit._unbind(token)
+
+
+@contextmanager
+def runtime(settings: Settings | None = None):
+    """For commands outside the web app: a Runtime with its audit log bound and tables made."""
+    rt = build_runtime(settings)
+    db.Model.metadata.create_all(rt.engine)
+    try:
+        with bound(rt):
+            yield rt
+    finally:
         rt.engine.dispose()

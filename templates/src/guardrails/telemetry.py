@@ -38,21 +38,27 @@ def resource_for(manifest, app_version: str) -> Resource:
     )
 
 
-def _span_exporter(name: str):
+def _endpoint(base: str | None, signal: str) -> str | None:
+    # Per the OTLP spec, the base endpoint gets /v1/<signal>; signal-specific variables
+    # (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, ...) are read by the exporter itself when base is unset.
+    return f"{base}/v1/{signal}" if base else None
+
+
+def _span_exporter(name: str, base: str | None):
     if name == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter()
+        return OTLPSpanExporter(endpoint=_endpoint(base, "traces"), timeout=5)
     if name == "console":
         return ConsoleSpanExporter(out=sys.stderr)
     return None
 
 
-def _metric_exporter(name: str):
+def _metric_exporter(name: str, base: str | None):
     if name == "otlp":
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-        return OTLPMetricExporter()
+        return OTLPMetricExporter(endpoint=_endpoint(base, "metrics"), timeout=5)
     if name == "console":
         return ConsoleMetricExporter(out=sys.stderr)
     return None
@@ -65,11 +71,19 @@ class Telemetry:
         self.enabled = not settings.otel_disabled
         resource = resource_for(manifest, app_version)
         self.tracer_provider = TracerProvider(resource=resource)
-        span_exporter = _span_exporter(settings.otel_traces_exporter) if self.enabled else None
+        span_exporter = (
+            _span_exporter(settings.otel_traces_exporter, settings.otlp_endpoint)
+            if self.enabled
+            else None
+        )
         if span_exporter is not None:
             self.tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
         readers = []
-        metric_exporter = _metric_exporter(settings.otel_metrics_exporter) if self.enabled else None
+        metric_exporter = (
+            _metric_exporter(settings.otel_metrics_exporter, settings.otlp_endpoint)
+            if self.enabled
+            else None
+        )
         if metric_exporter is not None:
             readers.append(PeriodicExportingMetricReader(metric_exporter))
         self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)

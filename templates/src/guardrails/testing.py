@@ -39,6 +39,7 @@ def free_port() -> int:
 class LiveApp:
     url: str
     runtime: Runtime
+    app: object = None
 
     @property
     def audit_file(self) -> Path:
@@ -59,9 +60,8 @@ class LiveApp:
 def serve(factory: Callable[[Runtime], object], runtime: Runtime) -> Iterator[LiveApp]:
     """Run `factory(runtime)` under uvicorn in a thread until the block ends."""
     port = int(runtime.settings.base_url.rsplit(":", 1)[1])
-    config = uvicorn.Config(
-        factory(runtime), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
+    asgi = factory(runtime)
+    config = uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -71,7 +71,7 @@ def serve(factory: Callable[[Runtime], object], runtime: Runtime) -> Iterator[Li
             raise RuntimeError("the app did not start")
         time.sleep(0.05)
     try:
-        yield LiveApp(url=runtime.settings.base_url, runtime=runtime)
+        yield LiveApp(url=runtime.settings.base_url, runtime=runtime, app=asgi)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -148,3 +148,44 @@ def live_app(runtime: Runtime) -> Iterator[LiveApp]:
 
     with serve(build, runtime) as live:
         yield live
+
+
+def provider_id_token(issuer: str, client_id: str, email: str) -> str:
+    """A real ID token from the local provider for `email` (authorization code flow, no app).
+
+    Used as a bearer token in API tests: it is signed by the provider's key and its audience is
+    `client_id`, like a token another service obtained for this app.
+    """
+    import base64
+    import hashlib
+    import secrets
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    redirect_uri = "http://localhost/callback"
+    with httpx.Client(timeout=10) as http:
+        config = http.get(f"{issuer}/.well-known/openid-configuration").json()
+        params = {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "scope": "openid email profile",
+            "state": secrets.token_urlsafe(8),
+            "nonce": secrets.token_urlsafe(8),
+            "code_challenge": challenge.decode(),
+            "code_challenge_method": "S256",
+        }
+        answer = http.post(config["authorization_endpoint"], params=params, data={"sub": email})
+        location = httpx.URL(answer.headers["location"])
+        token = http.post(
+            config["token_endpoint"],
+            data={
+                "grant_type": "authorization_code",
+                "code": location.params["code"],
+                "redirect_uri": redirect_uri,
+                "code_verifier": verifier,
+            },
+            auth=(client_id, "any-secret"),
+        )
+        token.raise_for_status()
+        return token.json()["id_token"]
