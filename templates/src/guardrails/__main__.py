@@ -1,3 +1,4 @@
+# Managed by the microapp template: `copier update` replaces this file. Propose changes to the CoE.
 """Command line: `python -m guardrails <command>`; `make check` and `make dev` use it.
 
 manifest check   validate microapp.yaml (schema, risk tier, expiry)

@@ -1,3 +1,4 @@
+# Managed by the microapp template: `copier update` replaces this file. Propose changes to the CoE.
 """Audit trail: one structured, hash-chained event per sensitive action.
 
 `audit.record("approval.approve", resource=("request", 42))` writes an event (schema in

@@ -1,3 +1,4 @@
+# Managed by the microapp template: `copier update` replaces this file. Propose changes to the CoE.
 """Run-time settings: the one place that reads the process environment.
 
 Per-app facts live in microapp.yaml (see guardrails.manifest); this module holds what differs

@@ -1,3 +1,4 @@
+# Managed by the microapp template: `copier update` replaces this file. Propose changes to the CoE.
 """Database: one SQLAlchemy 2 engine per app, SQLite by default, DATABASE_URL switches.
 
 App models subclass `Model`; `db_session` is the FastAPI dependency that yields a Session.

@@ -1,3 +1,4 @@
+# Managed by the microapp template: `copier update` replaces this file. Propose changes to the CoE.
 """`make dev`: the local sign-in service (oidc-provider-mock) plus the app, on this machine.
 
 Demo users come from microapp.yaml: one per role, e.g. approver@example.com holding the first

@@ -1,3 +1,4 @@
+# Managed by the microapp template: `copier update` replaces this file. Propose changes to the CoE.
 """microapp.yaml: load it, validate it against the JSON Schema, compute the risk tier.
 
 The manifest is the single source of per-app facts. `load_manifest` returns a typed, frozen

@@ -1,3 +1,4 @@
+# Managed by the microapp template: `copier update` replaces this file. Propose changes to the CoE.
 """The running app's shared objects, built once from Settings + manifest.
 
 `build_runtime()` is used by the web app and by commands (retention purge, audit verify), so

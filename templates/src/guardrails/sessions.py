@@ -1,3 +1,4 @@
+# Managed by the microapp template: `copier update` replaces this file. Propose changes to the CoE.
 """Server-side sessions: the browser holds only a signed, random session id.
 
 The session data (the user's claims, and during sign-in the OAuth state, nonce and PKCE

@@ -1,3 +1,4 @@
+# Managed by the microapp template: `copier update` replaces this file. Propose changes to the CoE.
 """Single sign-on over OpenID Connect, and role checks.
 
 Browser users sign in with the authorization-code flow (PKCE S256, state, nonce; authlib does

@@ -1,3 +1,4 @@
+# Managed by the microapp template: `copier update` replaces this file. Propose changes to the CoE.
 """OpenTelemetry traces and metrics, and structured logs that carry trace ids.
 
 Configured by the standard OTEL_* variables: with OTEL_EXPORTER_OTLP_ENDPOINT set, spans and

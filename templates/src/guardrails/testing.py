@@ -1,3 +1,4 @@
+# Managed by the microapp template: `copier update` replaces this file. Propose changes to the CoE.
 """Test helpers for app and guardrails tests (a pytest plugin; tests/conftest.py loads it).
 
 Nothing here is mocked: `idp` is the real local OIDC provider, `serve()` runs the real app

@@ -1,3 +1,4 @@
+# Managed by the microapp template: `copier update` replaces this file. Propose changes to the CoE.
 """`create_app()`: a FastAPI app with every guardrail switched on.
 
 Server-side sessions, OIDC sign-in, CSRF checks on form posts, security headers, request ids,

@@ -1,0 +1,55 @@
+# microapp-templates: the template repository's own commands.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test test-fast lint fmt clean
+
+help: ## List the commands
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "==> installing the template's tooling into $(VENV)"
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --group dev
+	@touch $@
+
+setup: $(VENV)/.installed ## Install the tooling (copier, pytest-copie, ruff, ...) into .venv
+
+demo: setup ## Generate a demo approval app from this working tree into demo/ and start it
+	@if [ -e $(DEMO_DIR)/microapp.yaml ]; then \
+	  echo "==> $(DEMO_DIR)/ exists: starting it as it is (delete $(DEMO_DIR)/ to generate it again)"; \
+	else \
+	  echo "==> generating $(DEMO_DIR)/ from this working tree"; \
+	  $(BIN)/copier copy --quiet --defaults --vcs-ref HEAD \
+	    --data kind=approval --data app_name="Demo approvals" \
+	    --data owner_email=demo-owner@example.com . $(DEMO_DIR); \
+	fi
+	$(MAKE) -C $(DEMO_DIR) setup
+	$(MAKE) -C $(DEMO_DIR) dev
+
+test: setup ## Run every test: render matrix, validators, generated apps' suites, end-to-end
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup ## Only the tests that need no virtual environment per app (seconds)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup ## Lint this repository's own Python
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: setup ## Format this repository's own Python
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: ## Remove .venv and demo/
+	rm -rf $(VENV) $(DEMO_DIR)

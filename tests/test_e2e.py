@@ -1,0 +1,136 @@
+"""End to end, as a person would do it: `make dev` (the app plus the local OIDC provider, in
+their own processes), a browser-like HTTP client that follows the real redirects, then the
+audit trail verified - and broken - with the app's own command."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from .conftest import run
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dev_server(set_up):
+    app = set_up["defaults"]
+    port, idp_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        ["make", "dev", f"PORT={port}", f"IDP_PORT={idp_port}"],
+        cwd=app,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://localhost:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"make dev did not come up:\n{proc.stdout.read()}")
+        time.sleep(0.3)
+    yield app, url
+    import os
+    import signal
+
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+class Browser:
+    """An HTTP client that follows redirects and keeps cookies, like a browser tab."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.http = httpx.Client(follow_redirects=True, timeout=15, headers={"accept": "text/html"})
+        self.csrf = ""
+
+    def sign_in(self, email: str) -> httpx.Response:
+        form = self.http.get(f"{self.url}/")  # not signed in: app -> provider's sign-in page
+        assert "/oauth2/authorize" in str(form.url), form.url
+        assert "code_challenge_method=S256" in str(form.url)
+        page = self.http.post(str(form.url), data={"sub": email})  # pick the demo user
+        assert page.status_code == 200 and str(page.url).startswith(self.url)
+        self.csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
+        return page
+
+    def post(self, path: str, **data) -> httpx.Response:
+        return self.http.post(f"{self.url}{path}", data={**data, "csrf_token": self.csrf})
+
+
+def audit_lines(app) -> list[dict]:
+    return [json.loads(x) for x in (app / "var/audit.jsonl").read_text().splitlines()]
+
+
+def test_approval_end_to_end(dev_server):
+    app, url = dev_server
+    requester, approver = Browser(url), Browser(url)
+    assert "Demo Requester" in requester.sign_in("requester@example.com").text
+    assert "Demo Approver" in approver.sign_in("approver@example.com").text
+
+    created = requester.post("/requests", title="Team offsite", details="2 days", action="submit")
+    assert created.status_code == 200 and "submitted" in created.text
+    rid = created.url.path.rsplit("/", 1)[1]
+
+    refused = requester.post(f"/requests/{rid}/approve")
+    assert refused.status_code == 403
+    denied = audit_lines(app)[-1]
+    assert denied["action"] == "approval.approve" and denied["result"] == "denied"
+    assert denied["actor"]["id"] == "requester@example.com"
+
+    queue = approver.http.get(f"{url}/").text
+    assert "Team offsite" in queue and "Waiting for your decision" in queue
+    approved = approver.post(f"/requests/{rid}/approve", comment="Have fun")
+    assert approved.status_code == 200 and "approved" in approved.text
+    assert audit_lines(app)[-1]["action"] == "approval.approve"
+    assert audit_lines(app)[-1]["result"] == "success"
+
+    ok = run(["make", "audit-verify"], cwd=app)
+    assert "hash chain intact" in ok.stdout
+
+    log = app / "var/audit.jsonl"
+    original = log.read_text()
+    try:
+        log.write_text(original.replace('"result":"denied"', '"result":"success"', 1))
+        broken = run(["make", "audit-verify"], cwd=app, check=False)
+        assert broken.returncode != 0
+        assert "BROKEN" in broken.stderr and "line was edited" in broken.stderr
+    finally:
+        log.write_text(original)
+
+
+def test_forged_cookie_and_token_are_refused(dev_server):
+    _app, url = dev_server
+    browser = Browser(url)
+    browser.sign_in("admin@example.com")
+    (cookie,) = list(browser.http.cookies.jar)
+    forged = httpx.Client(follow_redirects=False, headers={"accept": "text/html"})
+    forged.cookies.set(cookie.name, cookie.value[:-3] + "xyz", domain=cookie.domain)
+    page = forged.get(f"{url}/")
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+    api = httpx.get(
+        f"{url}/api/requests", headers={"authorization": "Bearer eyJhbGciOiJub25lIn0.e30."}
+    )
+    assert api.status_code == 401

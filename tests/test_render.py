@@ -1,0 +1,192 @@
+"""What `copier copy` renders: layout, ownership split, manifest content, no trust needed."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import sys
+import tomllib
+from pathlib import Path
+
+import pathspec
+import pytest
+import yaml
+from copier import run_copy
+
+from .conftest import DEFAULTS, GUARDRAILS, REPO, SECOND
+
+EXPECTED = [
+    "microapp.yaml",
+    ".copier-answers.yml",
+    "README.md",
+    "RUNBOOK.md",
+    "Makefile",
+    "app.mk",
+    "pyproject.toml",
+    ".pre-commit-config.yaml",
+    ".gitignore",
+    ".github/workflows/ci.yml",
+    "src/guardrails/__init__.py",
+    "src/guardrails/manifest.schema.json",
+    "src/app/main.py",
+    "src/app/routes.py",
+    "src/app/workflow.py",
+    "src/app/pages/list.html",
+    "tests/conftest.py",
+    "tests/guardrails/test_sso.py",
+    "tests/app/test_approval_flow.py",
+]
+
+
+def files(root: Path) -> dict[str, Path]:
+    return {str(p.relative_to(root)): p for p in root.rglob("*") if p.is_file()}
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def copier_config() -> dict:
+    return yaml.safe_load((REPO / "copier.yml").read_text())
+
+
+def manifest_module():
+    spec = importlib.util.spec_from_file_location("manifest_rules", GUARDRAILS / "manifest.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("answers", ["defaults", "second"])
+def test_layout(rendered, answers):
+    present = files(rendered[answers])
+    missing = [f for f in EXPECTED if f not in present]
+    assert not missing
+    assert not [f for f in present if f.endswith(".jinja") or "{" in f or "%" in f]
+
+
+def test_guardrails_are_byte_identical_in_every_app(rendered):
+    source = {f: digest(p) for f, p in files(GUARDRAILS).items() if "__pycache__" not in f}
+    for app in rendered.values():
+        copied = {f: digest(p) for f, p in files(app / "src" / "guardrails").items()}
+        assert copied == source
+
+
+def test_rendered_text_has_no_leftover_template_markers(rendered):
+    for app in rendered.values():
+        for name in (
+            "microapp.yaml",
+            "pyproject.toml",
+            "README.md",
+            "RUNBOOK.md",
+            ".copier-answers.yml",
+            ".github/workflows/ci.yml",
+            "app.mk",
+        ):
+            text = (app / name).read_text()
+            assert "{{" not in text and "{%" not in text, name
+
+
+def test_default_manifest(rendered):
+    data = yaml.safe_load((rendered["defaults"] / "microapp.yaml").read_text())
+    assert data["app_id"] == "leave-requests" and data["kind"] == "approval"
+    assert data["owner"] == DEFAULTS["owner_email"] and data["team"] == "hr-ops"
+    assert data["risk_tier"] == 2
+    assert data["sso"]["roles"] == {
+        "requester": ["hr-ops"],
+        "approver": ["hr-ops-approvers"],
+        "admin": ["hr-ops-admins"],
+    }
+    assert data["lifecycle"]["stage"] == "sandbox"
+
+
+def test_second_answer_set_lands_verbatim(rendered):
+    app = rendered["second"]
+    data = yaml.safe_load((app / "microapp.yaml").read_text())
+    assert data["name"] == SECOND["app_name"]
+    assert data["description"] == SECOND["description"]
+    assert data["support"]["channel"] == SECOND["support_channel"]
+    assert data["data"] == {"classification": "restricted", "pii": True, "retention_days": 30}
+    assert data["risk_tier"] == 3
+    assert data["sso"]["issuer"] == SECOND["sso_issuer"]
+    assert data["sso"]["client_id"] == SECOND["sso_client_id"]
+    assert data["sso"]["roles"]["requester"] == ["finance", "procurement"]
+    assert data["sso"]["roles"]["admin"] == ["finance-admins", "platform-admins"]
+    import datetime as dt
+
+    created = dt.date.fromisoformat(data["lifecycle"]["created"])
+    expires = dt.date.fromisoformat(data["lifecycle"]["expires"])
+    assert (expires - created).days == 30
+    project = tomllib.loads((app / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "purchase-approvals"
+    assert project["description"] == SECOND["description"]
+
+
+def test_answers_file_records_answers_but_not_computed_values(rendered):
+    answers = yaml.safe_load((rendered["second"] / ".copier-answers.yml").read_text())
+    assert answers["app_id"] == "purchase-approvals" and answers["handles_pii"] is True
+    assert "_commit" in answers and "_src_path" in answers
+    for computed in ("risk_tier", "created_on", "expires_on"):
+        assert computed not in answers
+
+
+def test_owner_files_are_protected_and_template_files_are_not(rendered):
+    spec = pathspec.PathSpec.from_lines("gitignore", copier_config()["_skip_if_exists"])
+    for rel in files(rendered["defaults"]):
+        owner = rel.startswith(("src/app/", "tests/app/")) or rel == "app.mk"
+        assert spec.match_file(rel) == owner, rel
+
+
+def test_file_headers_say_who_owns_them(rendered):
+    app = rendered["defaults"]
+    for rel, path in files(app).items():
+        if not rel.endswith((".py", ".html")) or (
+            rel.endswith("__init__.py") and path.stat().st_size == 0
+        ):
+            continue
+        head = path.read_text()[:400]
+        if rel.startswith(("src/app/", "tests/app/")):
+            assert "Yours to edit" in head, rel
+        elif rel.startswith(("src/guardrails/", "tests/")):
+            assert "Managed by the microapp template" in head, rel
+
+
+def test_no_trust_needed_to_copy(tmp_path):
+    """pytest-copie always passes unsafe=True; copier's own API with unsafe=False proves that
+    a citizen developer is never asked to trust the template."""
+    config = copier_config()
+    assert "_tasks" not in config and "_jinja_extensions" not in config
+    worker = run_copy(
+        str(REPO),
+        tmp_path / "app",
+        data=DEFAULTS,
+        defaults=True,
+        unsafe=False,
+        quiet=True,
+        vcs_ref="HEAD",
+    )
+    assert (Path(worker.dst_path) / "microapp.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("kind", "classification", "pii"),
+    list(
+        itertools.product(
+            ["approval"], ["public", "internal", "restricted", "regulated"], [False, True]
+        )
+    ),
+)
+def test_copy_time_and_run_time_risk_tiers_agree(copie, kind, classification, pii):
+    result = copie.copy(
+        extra_answers={
+            **DEFAULTS,
+            "kind": kind,
+            "data_classification": classification,
+            "handles_pii": pii,
+        }
+    )
+    assert result.exit_code == 0, result.exception
+    data = yaml.safe_load((result.project_dir / "microapp.yaml").read_text())
+    assert data["risk_tier"] == manifest_module().compute_risk_tier(data)[0]
