@@ -68,3 +68,13 @@ def test_bad_answer_is_refused(copie, answers, question, message):
 def test_good_edge_answers_are_accepted(copie, answers):
     result = copie.copy(extra_answers={**DEFAULTS, **answers})
     assert result.exit_code == 0, result.exception
+
+
+def test_an_unclear_pii_answer_counts_as_yes(copie):
+    """Copier reads any answer that is not clearly "no" as yes: the safe side (tier 3)."""
+    import yaml
+
+    result = copie.copy(extra_answers={**DEFAULTS, "handles_pii": "maybe"})
+    assert result.exit_code == 0, result.exception
+    data = yaml.safe_load((result.project_dir / "microapp.yaml").read_text())
+    assert data["data"]["pii"] is True and data["risk_tier"] == 3

@@ -14,6 +14,7 @@ import secrets
 import time
 from typing import Any
 
+import anyio.to_thread
 import structlog
 from itsdangerous import BadSignature, Signer
 from sqlalchemy import Float, String, Text, delete, select
@@ -120,7 +121,7 @@ class ServerSideSessionMiddleware:
         # __Host- cookies must be Secure, path=/ and host-only: the strongest browser binding.
         self.cookie_name = "__Host-microapp-session" if secure else "microapp-session"
 
-    def _read(self, scope: Scope) -> tuple[str | None, SessionData]:
+    async def _read(self, scope: Scope) -> tuple[str | None, SessionData]:
         raw = HTTPConnection(scope).cookies.get(self.cookie_name)
         if not raw:
             return None, SessionData()
@@ -130,7 +131,7 @@ class ServerSideSessionMiddleware:
             scope["guardrails.session_tampered"] = True
             log.warning("session cookie with a bad signature ignored")
             return None, SessionData()
-        data = self.store.load(sid)
+        data = await anyio.to_thread.run_sync(self.store.load, sid)
         if data is None:
             return None, SessionData()
         return sid, SessionData(data)
@@ -151,7 +152,7 @@ class ServerSideSessionMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        sid, session = self._read(scope)
+        sid, session = await self._read(scope)
         scope["session"] = session
 
         async def send_wrapper(message: Message) -> None:
@@ -159,11 +160,11 @@ class ServerSideSessionMiddleware:
                 headers = MutableHeaders(scope=message)
                 current = sid
                 if current and (session.renew or not session):
-                    self.store.delete(current)
+                    await anyio.to_thread.run_sync(self.store.delete, current)
                     current = None
                 if session:
                     current = current or secrets.token_urlsafe(32)
-                    self.store.save(current, dict(session))
+                    await anyio.to_thread.run_sync(self.store.save, current, dict(session))
                     signed = self.signer.sign(current).decode("ascii")
                     headers.append("Set-Cookie", self._cookie(signed, self.store.max_age))
                 elif sid:
