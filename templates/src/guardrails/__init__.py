@@ -6,11 +6,20 @@ CoE instead. Import only the names below from app code: everything else may chan
 template versions.
 """
 
-from guardrails._version import __version__
-from guardrails.audit import AuditError, audit
-from guardrails.db import Model, db_session
-from guardrails.sso import User, current_user, require_role, require_user
-from guardrails.web import create_app, render
+import warnings
+
+from authlib.deprecate import AuthlibDeprecationWarning
+
+# authlib announces future moves of APIs it still supports (its httpx glue, authlib.jose);
+# they are not the app's to fix and would drown the output of `make dev`. (Importing
+# authlib.deprecate installs an "always" filter; this one goes in front of it.)
+warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
+
+from guardrails._version import __version__  # noqa: E402
+from guardrails.audit import AuditError, audit  # noqa: E402
+from guardrails.db import Model, db_session  # noqa: E402
+from guardrails.sso import User, current_user, require_role, require_user  # noqa: E402
+from guardrails.web import create_app, render  # noqa: E402
 
 __all__ = [
     "AuditError",
