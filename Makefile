@@ -7,7 +7,8 @@ DEMO_DIR ?= demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint fmt clean
+.PHONY: help setup demo test test-fast lint fmt clean hashes release
+RELEASE_CHECK ?= $(MAKE) test
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -53,3 +54,23 @@ fmt: setup ## Format this repository's own Python
 
 clean: ## Remove .venv and demo/
 	rm -rf $(VENV) $(DEMO_DIR)
+
+hashes: ## Rewrite templates/src/guardrails/FILES.sha256 after changing a template-owned file
+	$(PYTHON) templates/src/guardrails/drift.py --write templates
+
+release: ## Tag a template release: make release VERSION=x.y.z (docs/how-to/release-a-version.md)
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z"; exit 2; }
+	@echo "$(VERSION)" | grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+$$' || \
+	  { echo "VERSION must be three numbers, like 1.2.3 (got '$(VERSION)')"; exit 2; }
+	@test -z "$$(git status --porcelain)" || \
+	  { echo "The working tree has uncommitted changes: commit or stash them first."; exit 1; }
+	@grep -q '^## $(VERSION)$$' CHANGELOG.md || \
+	  { echo "CHANGELOG.md has no '## $(VERSION)' section: describe the release first."; exit 1; }
+	@grep -q '"$(VERSION)"' templates/src/guardrails/_version.py || \
+	  { echo "templates/src/guardrails/_version.py does not say $(VERSION): update it (then make hashes)."; exit 1; }
+	@! git rev-parse -q --verify "refs/tags/v$(VERSION)" >/dev/null || \
+	  { echo "Tag v$(VERSION) exists already."; exit 1; }
+	@echo "==> running the tests before tagging"
+	$(RELEASE_CHECK)
+	git tag -a "v$(VERSION)" -m "microapp-templates $(VERSION)"
+	@echo "Tagged v$(VERSION). Publish it with: git push origin v$(VERSION)"

@@ -1,6 +1,7 @@
 """Cheap checks that two copies of one fact have not drifted apart."""
 
 import re
+import sys
 import tomllib
 
 import yaml
@@ -35,3 +36,15 @@ def test_readme_and_ci_use_the_same_test_command():
     assert "make test" in (REPO / ".ci" / "run").read_text()
     assert "make test" in (REPO / "README.md").read_text()
     assert "make demo" in (REPO / "README.md").read_text()
+
+
+def test_guardrail_hash_list_is_current():
+    """`make hashes` must run after any change to a template-owned file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("drift", GUARDRAILS / "drift.py")
+    drift = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = drift  # dataclasses look their module up there
+    spec.loader.exec_module(drift)
+    found = drift.check(TEMPLATES)
+    assert found.clean, f"run `make hashes`: {found}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import itertools
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -68,7 +69,7 @@ def test_layout(rendered, answers):
 
 
 def test_guardrails_are_byte_identical_in_every_app(rendered):
-    source = {f: digest(p) for f, p in files(GUARDRAILS).items() if "__pycache__" not in f}
+    source = {f: digest(p) for f, p in files(GUARDRAILS).items() if "cache" not in f}
     for app in rendered.values():
         copied = {f: digest(p) for f, p in files(app / "src" / "guardrails").items()}
         assert copied == source
@@ -85,7 +86,7 @@ def test_rendered_text_has_no_leftover_template_markers(rendered):
             ".github/workflows/ci.yml",
             "app.mk",
         ):
-            text = (app / name).read_text()
+            text = re.sub(r"\$\{\{[^}]*\}\}", "", (app / name).read_text())  # CI expressions
             assert "{{" not in text and "{%" not in text, name
 
 
@@ -107,7 +108,7 @@ def test_second_answer_set_lands_verbatim(rendered):
     data = yaml.safe_load((app / "microapp.yaml").read_text())
     assert data["name"] == SECOND["app_name"]
     assert data["description"] == SECOND["description"]
-    assert data["support"]["channel"] == SECOND["support_channel"]
+    assert data["support"]["contact"] == SECOND["support_channel"]
     assert data["data"] == {"classification": "restricted", "pii": True, "retention_days": 30}
     assert data["risk_tier"] == 3
     assert data["sso"]["issuer"] == SECOND["sso_issuer"]

@@ -16,12 +16,13 @@ from authlib.deprecate import AuthlibDeprecationWarning
 warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
 
 from guardrails._version import __version__  # noqa: E402
-from guardrails.audit import AuditError, audit  # noqa: E402
+from guardrails.audit import Actor, AuditError, audit  # noqa: E402
 from guardrails.db import Model, db_session  # noqa: E402
 from guardrails.sso import User, current_user, require_role, require_user  # noqa: E402
 from guardrails.web import create_app, render  # noqa: E402
 
 __all__ = [
+    "Actor",
     "AuditError",
     "Model",
     "User",

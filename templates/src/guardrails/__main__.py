@@ -29,6 +29,8 @@ def cmd_manifest_check(args: argparse.Namespace) -> int:
             print(f"  - {problem}", file=sys.stderr)
         print("Fix them in microapp.yaml and run `make check` again.", file=sys.stderr)
         return 1
+    for notice in manifest.notices:
+        print(f"  note: {notice}")
     tier, reasons = compute_risk_tier(manifest.raw)
     days_left = (manifest.expires - dt.date.today()).days
     print(
@@ -66,6 +68,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    from guardrails import drift
+
+    return drift.main([args.root])
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from guardrails.devserver import run_dev
 
@@ -97,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     verify = audit_sub.add_parser("verify", help="verify the hash chain")
     verify.add_argument("--file", help="audit JSONL file (default: MICROAPP_AUDIT_FILE)")
     verify.set_defaults(func=cmd_audit_verify)
+
+    drift = sub.add_parser("drift", help="check template-owned files against FILES.sha256")
+    drift.add_argument("root", nargs="?", default=".", help="the app folder")
+    drift.set_defaults(func=cmd_drift)
 
     dev = sub.add_parser("dev", help="local sign-in service + app with auto-reload")
     dev.add_argument("--port", type=int, default=8000)

@@ -2,8 +2,9 @@
 """`make dev`: the local sign-in service (oidc-provider-mock) plus the app, on this machine.
 
 Demo users come from microapp.yaml: one per role, e.g. approver@example.com holding the first
-group of `sso.roles.approver`. The provider requires a nonce and accepts the app as a public
-client; the app is started with auto-reload so edits to src/ show at once.
+group of `sso.roles.approver`. The provider requires a nonce and accepts any client secret
+(the app uses a fixed local one); it does not check the PKCE verifier, which is why the app's
+tests assert what the app sends. The app runs with auto-reload so edits to src/ show at once.
 """
 
 from __future__ import annotations

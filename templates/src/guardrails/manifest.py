@@ -80,7 +80,7 @@ def compute_risk_tier(data: dict[str, Any]) -> tuple[int, list[str]]:
         return 3, high
     writes = []
     if data.get("kind") != "dashboard":
-        writes.append(f"a {data.get('kind')} app writes data")
+        writes.append(f"the {data.get('kind')} kind writes data")
     writes += [
         f"connector {c.get('name')} is read-write"
         for c in connectors
@@ -97,6 +97,7 @@ class Manifest:
 
     raw: dict[str, Any]
     path: Path
+    notices: tuple[str, ...] = ()
 
     @property
     def app_id(self) -> str:
@@ -119,8 +120,11 @@ class Manifest:
         return self.raw["team"]
 
     @property
-    def support_channel(self) -> str:
-        return self.raw["support"]["channel"]
+    def support_contact(self) -> str:
+        """Where users get help: chat channel, mailbox or URL."""
+        return self.raw["support"]["contact"]
+
+    support_channel = support_contact  # name before schema_version 2; kept for owner pages
 
     @property
     def stage(self) -> str:
@@ -172,6 +176,26 @@ class Manifest:
         return frozenset(role for role, wanted in self.roles.items() if held & set(wanted))
 
 
+def upgrade(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Bring an older manifest to the current schema in memory; returns (data, notices).
+
+    The file itself is rewritten by the template's migration (hooks/ in the template repo,
+    run by `copier update`); until then the app keeps working and `make check` says so.
+    """
+    notices = []
+    if data.get("schema_version") == 1:
+        data = {**data, "schema_version": 2}
+        support = dict(data.get("support") or {})
+        if "channel" in support and "contact" not in support:
+            support["contact"] = support.pop("channel")
+        data["support"] = support
+        notices.append(
+            "microapp.yaml uses schema_version 1: support.channel is now support.contact. "
+            "`copier update` rewrites the file; or rename the key and set schema_version: 2."
+        )
+    return data, notices
+
+
 def validate(data: Any, path: Path | str = "microapp.yaml") -> list[str]:
     """All problems with a parsed manifest: schema first, then the computed risk tier."""
     problems = schema_problems(data)
@@ -205,7 +229,8 @@ def load_manifest(path: Path | str = "microapp.yaml") -> Manifest:
         raise ManifestError(path, [f"not valid YAML: {exc}"]) from None
     if not isinstance(data, dict):
         raise ManifestError(path, ["(top level): expected a mapping of keys to values"])
+    data, notices = upgrade(data)
     problems = validate(data, path)
     if problems:
         raise ManifestError(path, problems)
-    return Manifest(raw=data, path=path)
+    return Manifest(raw=data, path=path, notices=tuple(notices))

@@ -76,6 +76,8 @@ class Runtime:
 def build_runtime(settings: Settings | None = None, manifest: Manifest | None = None) -> Runtime:
     settings = settings or Settings.from_env()
     manifest = manifest or load_manifest(settings.manifest_path)
+    for notice in manifest.notices:
+        log.warning(notice)
     problems = production_problems(settings, manifest)
     if problems:
         raise ConfigError(

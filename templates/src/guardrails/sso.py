@@ -161,6 +161,8 @@ class SSO:
             raise HTTPException(400, "Sign-in failed: the provider sent no ID token.")
         user = _claims_to_user(dict(claims), self.runtime.manifest, via="session")
         target = request.session.get("next", "/")
+        # Audit first: if the event cannot be written, AuditError leaves the session signed out.
+        audit.record("auth.login", actor=user.as_actor(), metadata={"groups": list(user.groups)})
         request.session.clear()
         request.session.regenerate()  # new session id after sign-in: no session fixation
         request.session.update(
@@ -175,14 +177,13 @@ class SSO:
                 "login_at": int(time.time()),
             }
         )
-        audit.record("auth.login", actor=user.as_actor(), metadata={"groups": list(user.groups)})
         return RedirectResponse(target, status_code=303)
 
     async def logout(self, request: Request) -> Response:
         user = session_user(request)
-        request.session.clear()
-        if user:
+        if user:  # audit first: fail closed, the session stays until the event is written
             audit.record("auth.logout", actor=user.as_actor())
+        request.session.clear()
         return RedirectResponse("/signed-out", status_code=303)
 
 

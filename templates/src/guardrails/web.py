@@ -199,7 +199,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             "Action not carried out",
             "This action could not be recorded in the audit log, so it was not carried out. "
             "Nothing was changed. Please try again later; if it keeps happening, contact "
-            f"{request.app.state.guardrails.manifest.support_channel}.",
+            f"{request.app.state.guardrails.manifest.support_contact}.",
         )
 
 

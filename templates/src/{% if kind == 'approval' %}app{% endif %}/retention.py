@@ -12,8 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.models import ApprovalRequest, Status, utcnow
-from guardrails import audit
-from guardrails.audit import Actor
+from guardrails import Actor, audit
 
 SYSTEM = Actor(id="system:retention", roles=("system",))
 

@@ -109,3 +109,15 @@ def test_check_command_refuses_an_expired_app(tmp_path, data, capsys):
     data["lifecycle"]["created"], data["lifecycle"]["expires"] = "2020-01-01", "2020-06-01"
     assert main(["manifest", "check", "--file", str(write(tmp_path, data))]) == 1
     assert "EXPIRED" in capsys.readouterr().err
+
+
+def test_schema_1_manifest_is_upgraded_in_memory_with_a_notice(tmp_path, data, capsys):
+    old = copy.deepcopy(data)
+    old["schema_version"] = 1
+    old["support"] = {"channel": old["support"].pop("contact"), **old["support"]}
+    path = write(tmp_path, old)
+    loaded = load_manifest(path)
+    assert loaded.support_contact == data["support"]["contact"]
+    assert loaded.notices and "support.channel is now support.contact" in loaded.notices[0]
+    assert main(["manifest", "check", "--file", str(path)]) == 0
+    assert "note: microapp.yaml uses schema_version 1" in capsys.readouterr().out

@@ -87,3 +87,14 @@ def test_settings_come_from_the_environment():
     assert settings.otel_traces_exporter == "otlp"
     assert settings.otlp_endpoint == "http://collector:4318"
     assert Settings.from_env({}).otel_traces_exporter == "none"
+
+
+def test_sign_in_is_refused_when_it_cannot_be_audited(runtime, demo):
+    with serve(tiny_app, runtime) as live, live.client() as client:
+        live.audit_file.parent.mkdir(parents=True, exist_ok=True)
+        live.audit_file.mkdir()  # the log cannot be written
+        form = client.get(f"{live.url}/login")
+        answer = client.post(str(form.url), data={"sub": demo["admin"]})
+        assert answer.status_code == 503
+        home = client.get(f"{live.url}/", follow_redirects=False)
+        assert home.status_code == 303  # still signed out
