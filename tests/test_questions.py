@@ -40,7 +40,7 @@ from .conftest import DEFAULTS
         ({"requester_groups": "a b"}, "requester_groups", "separated by commas"),
         ({"approver_groups": ""}, "approver_groups", "separated by commas"),
         ({"admin_groups": "admins,,x"}, "admin_groups", "separated by commas"),
-        ({"ci_provider": "gitlab"}, "ci_provider", "not yet available"),
+        ({"ci_provider": "jenkins"}, "ci_provider", ""),
     ],
 )
 def test_bad_answer_is_refused(copie, answers, question, message):

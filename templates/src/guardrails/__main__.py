@@ -68,6 +68,38 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    import yaml
+
+    from guardrails.manifest import upgrade
+    from guardrails.policy import PolicyError, evaluate, table
+
+    path = Path(args.file)
+    try:
+        data, _notices = upgrade(yaml.safe_load(path.read_text("utf-8")) or {})
+        today = dt.date.fromisoformat(args.today) if args.today else None
+        result = evaluate(data, Path(args.policy_dir), today=today)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(
+            f"Cannot check {path}: {exc}. Run `make check` for the manifest's own errors.",
+            file=sys.stderr,
+        )
+        return 1
+    except PolicyError as exc:
+        print(f"The CoE policies are broken - tell the CoE: {exc}", file=sys.stderr)
+        return 2
+    if result.ok and not result.warn:
+        print(f"{path}: all CoE policies pass.")
+        return 0
+    if result.deny:
+        print(f"{path}: {len(result.deny)} policy problem(s) must be fixed:", file=sys.stderr)
+        print(table(result.deny), file=sys.stderr)
+    if result.warn:
+        print(f"{path}: {len(result.warn)} warning(s):")
+        print(table(result.warn))
+    return 0 if result.ok else 1
+
+
 def cmd_drift(args: argparse.Namespace) -> int:
     from guardrails import drift
 
@@ -105,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     verify = audit_sub.add_parser("verify", help="verify the hash chain")
     verify.add_argument("--file", help="audit JSONL file (default: MICROAPP_AUDIT_FILE)")
     verify.set_defaults(func=cmd_audit_verify)
+
+    policy = sub.add_parser("policy", help="policy-as-code checks")
+    policy_sub = policy.add_subparsers(dest="action", required=True)
+    pcheck = policy_sub.add_parser("check", help="evaluate policy/*.rego against microapp.yaml")
+    pcheck.add_argument("--file", default=str(Settings.from_env().manifest_path))
+    pcheck.add_argument("--policy-dir", default="policy")
+    pcheck.add_argument("--today", help="evaluate as of this date (YYYY-MM-DD)")
+    pcheck.set_defaults(func=cmd_policy_check)
 
     drift = sub.add_parser("drift", help="check template-owned files against FILES.sha256")
     drift.add_argument("root", nargs="?", default=".", help="the app folder")

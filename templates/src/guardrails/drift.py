@@ -2,7 +2,8 @@
 """Guardrail drift: has a template-owned file been edited by hand?
 
 The template ships `src/guardrails/FILES.sha256`, the SHA-256 of every template-owned file
-that is the same in every app (this package, its tests, the Makefile, the pre-commit config).
+that is the same in every app (this package, its tests, the policies, the Makefile, the
+pre-commit config, the Dockerfile).
 `python -m guardrails drift` (part of `make check` and CI) names each file that differs,
 is missing, or was added inside the package, and says how to fix it.
 
@@ -19,8 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LIST = "src/guardrails/FILES.sha256"
-COVERED_DIRS = ("src/guardrails", "tests/guardrails")
-COVERED_FILES = ("tests/conftest.py", "tests/__init__.py", "Makefile", ".pre-commit-config.yaml")
+COVERED_DIRS = ("src/guardrails", "tests/guardrails", "policy")
+COVERED_FILES = (
+    "tests/conftest.py",
+    "tests/__init__.py",
+    "Makefile",
+    ".pre-commit-config.yaml",
+    ".secrets.baseline",
+    "Dockerfile",
+    ".dockerignore",
+)
 IGNORED_PARTS = ("__pycache__", ".pytest_cache", ".ruff_cache")
 
 
@@ -82,7 +91,9 @@ def check(root: Path) -> Drift:
     return Drift(
         modified=sorted(r for r in expected if r in actual and actual[r] != expected[r]),
         missing=sorted(r for r in expected if r not in actual),
-        added=sorted(r for r in actual if r not in expected and r.startswith("src/guardrails/")),
+        added=sorted(
+            r for r in actual if r not in expected and r.startswith(("src/guardrails/", "policy/"))
+        ),
     )
 
 

@@ -27,7 +27,7 @@ from guardrails.manifest import Manifest, load_manifest
 log = structlog.get_logger("guardrails.runtime")
 LOCAL_HOSTS = ("http://localhost", "http://127.0.0.1")
 # The local sign-in service accepts any client secret; this one never leaves a laptop.
-LOCAL_CLIENT_SECRET = "local-sign-in-service"  # noqa: S105
+LOCAL_CLIENT_SECRET = "local-sign-in-service"  # noqa: S105  # pragma: allowlist secret
 
 
 def production_problems(settings: Settings, manifest: Manifest) -> list[str]:

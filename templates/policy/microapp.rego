@@ -1,0 +1,180 @@
+# Managed by the microapp template: `copier update` replaces this file. Propose changes to the CoE.
+#
+# CoE policies for microapp.yaml, evaluated by the Rego engine regopy
+# (`python -m guardrails policy check`, `make check`, pre-commit and CI).
+# Rego v1 syntax only: `deny contains finding if { ... }`. The old `deny[msg] { ... }` form is
+# refused by the runner (regopy reads it as an object, not a set, and rules would be lost).
+#
+# Inputs: `input` is the manifest; `data.coe.allowed_connectors` is the CoE's allow-list
+# (policy/data/allowed-connectors.json); `data.context.days_until_expiry` is set by the runner.
+package microapp.policy
+
+import rego.v1
+
+finding(rule, msg, fix) := {"rule": rule, "msg": msg, "fix": fix}
+
+connectors := object.get(input, "connectors", [])
+
+# ------------------------------------------------------------------ connectors: allow-list
+approved(c) if {
+	c.type == "http"
+	some a in data.coe.allowed_connectors
+	a.type == "http"
+	c.base_url == a.base_url
+}
+
+approved(c) if {
+	c.type == "sql"
+	some a in data.coe.allowed_connectors
+	a.type == "sql"
+	startswith(object.get(c, "secret", ""), a.secret_prefix)
+}
+
+target(c) := c.base_url if c.type == "http"
+
+target(c) := object.get(c, "secret", "no secret") if c.type == "sql"
+
+deny contains finding(
+	"connector-allow-list",
+	sprintf("connector \"%s\" (%s) is not on the CoE's list of approved connectors", [c.name, target(c)]),
+	"use an approved connector (policy/data/allowed-connectors.json) or ask the CoE to approve this one",
+) if {
+	some c in connectors
+	not approved(c)
+	not insecure_http(c) # reported by http-base-url instead
+}
+
+insecure_http(c) if {
+	c.type == "http"
+	not startswith(object.get(c, "base_url", ""), "https://")
+}
+
+# ------------------------------------------------------------------ connectors: http targets
+deny contains finding(
+	"http-base-url",
+	sprintf("http connector \"%s\" declares no https base_url, so any host could be called", [c.name]),
+	"set base_url to the https address of the one API this connector may call",
+) if {
+	some c in connectors
+	insecure_http(c)
+}
+
+# ------------------------------------------------------------------ risk tier
+high_risk if input.data.pii == true
+
+high_risk if input.data.classification in {"restricted", "regulated"}
+
+high_risk if {
+	some c in connectors
+	c.external == true
+}
+
+writes if input.kind != "dashboard"
+
+writes if {
+	some c in connectors
+	c.access != "read-only"
+}
+
+computed_tier := 3 if {
+	high_risk
+} else := 2 if {
+	writes
+} else := 1
+
+deny contains finding(
+	"risk-tier",
+	sprintf("risk_tier says %d, but the CoE rules give %d", [input.risk_tier, computed_tier]),
+	sprintf("set risk_tier: %d in microapp.yaml (it is computed, not chosen)", [computed_tier]),
+) if {
+	input.risk_tier != computed_tier
+}
+
+# ------------------------------------------------------------------ masking of sensitive data
+sensitive_data if input.data.pii == true
+
+sensitive_data if input.data.classification in {"restricted", "regulated"}
+
+sensitive_reason := "personal data" if {
+	input.data.pii == true
+} else := sprintf("%s data", [input.data.classification])
+
+deny contains finding(
+	"masking-required",
+	sprintf("sql connector \"%s\" has no masking rules, but the app handles %s", [c.name, sensitive_reason]),
+	"add masking rules for every sensitive column (e.g. masking: {email: partial}), or sensitive_columns: [] if it has none",
+) if {
+	sensitive_data
+	some c in connectors
+	c.type == "sql"
+	count(object.get(c, "masking", {})) == 0
+	object.get(c, "sensitive_columns", null) != []
+}
+
+# ------------------------------------------------------------------ production readiness
+production if input.lifecycle.stage == "production"
+
+deny contains finding(
+	"production-owner",
+	"a production app needs a named owner and a support contact",
+	"fill in owner and support.contact in microapp.yaml",
+) if {
+	production
+	some value in [object.get(input, "owner", ""), object.get(input.support, "contact", "")]
+	trim_space(value) == ""
+}
+
+deny contains finding(
+	"production-sla",
+	"a production app needs a support SLA",
+	"set support.sla_hours (for example 16 for two business days)",
+) if {
+	production
+	not input.support.sla_hours
+}
+
+secret_refs contains ref if {
+	some c in connectors
+	ref := c.secret
+}
+
+secret_refs contains ref if {
+	some ref in object.get(input, "secrets", {})
+}
+
+deny contains finding(
+	"production-vault",
+	sprintf("secret \"%s\" comes from an environment variable; production secrets must come from Vault", [ref]),
+	"store it in Vault and reference it as vault:<mount>/<path>#<key>",
+) if {
+	production
+	some ref in secret_refs
+	startswith(ref, "env:")
+}
+
+# ------------------------------------------------------------------ lifecycle
+deny contains finding(
+	"expired",
+	sprintf("the app expired %d day(s) ago (lifecycle.expires %s)", [0 - data.context.days_until_expiry, input.lifecycle.expires]),
+	"ask the CoE to renew the app, then set the new lifecycle.expires",
+) if {
+	data.context.days_until_expiry < 0
+}
+
+warn contains finding(
+	"expires-soon",
+	sprintf("the app expires in %d day(s) (lifecycle.expires %s)", [data.context.days_until_expiry, input.lifecycle.expires]),
+	"ask the CoE to renew it before it expires",
+) if {
+	data.context.days_until_expiry >= 0
+	data.context.days_until_expiry <= 30
+}
+
+deny contains finding(
+	"no-auto-promotion",
+	sprintf("a tier %d app cannot be promoted automatically", [input.risk_tier]),
+	"set lifecycle.promotion: review; tier 2 needs a security review, tier 3 full sign-off",
+) if {
+	object.get(input.lifecycle, "promotion", "review") == "auto"
+	input.risk_tier >= 2
+}
