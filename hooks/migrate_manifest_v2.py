@@ -50,8 +50,10 @@ def rename_support_channel(text: str) -> tuple[str, bool]:
 def migrate(text: str) -> tuple[str, str]:
     """Return (new text, what was done). Raises ValueError when the file cannot be migrated."""
     if "<<<<<<<" in text or ">>>>>>>" in text:
-        raise ValueError("microapp.yaml has merge conflict markers; resolve them first, then "
-                         "run this migration again")
+        raise ValueError(
+            "microapp.yaml has merge conflict markers; resolve them first, then "
+            "run this migration again"
+        )
     version = VERSION_LINE.search(text)
     if not version:
         raise ValueError("microapp.yaml has no top-level schema_version line")

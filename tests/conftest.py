@@ -36,7 +36,19 @@ SECOND = {
     "approver_groups": "finance-leads",
     "admin_groups": "finance-admins,platform-admins",
 }
-ANSWER_SETS = {"defaults": DEFAULTS, "second": SECOND}
+DASHBOARD = {**DEFAULTS, "kind": "dashboard", "app_name": "Support dashboard"}
+INCIDENTS = {
+    **DEFAULTS,
+    "kind": "incident-helper",
+    "app_name": "On-call helper",
+    "incident_provider": "pagerduty",
+}
+ANSWER_SETS = {
+    "defaults": DEFAULTS,
+    "second": SECOND,
+    "dashboard": DASHBOARD,
+    "incident-helper": INCIDENTS,
+}
 
 
 def run(cmd: list[str], cwd: Path, timeout: int = 600, check: bool = True, **kw):

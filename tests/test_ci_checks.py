@@ -187,5 +187,3 @@ class TestPlantedViolations:
         assert drift.returncode != 0
         assert "edited   src/guardrails/audit.py" in drift.stderr
         assert "propose the change to the CoE" in drift.stderr
-
-

@@ -4,8 +4,11 @@ audit trail verified - and broken - with the app's own command."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -24,13 +27,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def dev_server(set_up):
-    app = set_up["defaults"]
+@contextlib.contextmanager
+def make_dev(app, env=None, log=None):
+    """`make dev` in `app` on free ports, as its owner would start it; stopped afterwards.
+
+    `env` replaces the environment; `log`, a list, receives the output once it stopped."""
     port, idp_port = free_port(), free_port()
     proc = subprocess.Popen(
         ["make", "dev", f"PORT={port}", f"IDP_PORT={idp_port}"],
         cwd=app,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -38,25 +44,33 @@ def dev_server(set_up):
     )
     url = f"http://localhost:{port}"
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"make dev did not come up:\n{proc.stdout.read()}")
-        time.sleep(0.3)
-    yield app, url
-    import os
-    import signal
-
-    os.killpg(proc.pid, signal.SIGINT)
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail(f"make dev did not come up:\n{proc.stdout.read()}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            output, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
+        if log is not None:
+            log.append(output)
+
+
+@pytest.fixture(scope="module")
+def dev_server(set_up):
+    with make_dev(set_up["defaults"]) as url:
+        yield set_up["defaults"], url
 
 
 class Browser:
@@ -134,3 +148,33 @@ def test_forged_cookie_and_token_are_refused(dev_server):
         f"{url}/api/requests", headers={"authorization": "Bearer eyJhbGciOiJub25lIn0.e30."}
     )
     assert api.status_code == 401
+
+
+def test_dashboard_sign_in_and_an_audited_export(set_up):
+    app = set_up["dashboard"]
+    with make_dev(app) as url:
+        viewer, exporter = Browser(url), Browser(url)
+        summary = viewer.sign_in("viewer@example.com")
+        assert "<svg" in summary.text and "Tickets by category" in summary.text
+        assert viewer.http.get(f"{url}/tickets.csv").status_code == 403
+        exporter.sign_in("exporter@example.com")
+        csv_file = exporter.http.get(f"{url}/tickets.csv", params={"status": "open"})
+        assert csv_file.status_code == 200 and csv_file.text.startswith("id,opened_on,team")
+    export = audit_lines(app)[-1]
+    assert (export["action"], export["actor"]["id"]) == ("data.export", "exporter@example.com")
+    assert export["metadata"]["filter"]["status"] == "open" and export["metadata"]["rows"] > 0
+    assert "hash chain intact" in run(["make", "audit-verify"], cwd=app).stdout
+
+
+def test_incident_helper_sign_in_and_an_audited_acknowledge(set_up):
+    app = set_up["incident-helper"]
+    with make_dev(app) as url:
+        responder = Browser(url)
+        listing = responder.sign_in("responder@example.com")
+        assert "Open incidents" in listing.text and "INC1001" in listing.text
+        done = responder.post("/incidents/INC1001/acknowledge")
+        assert done.status_code == 200 and "acknowledged" in done.text
+        assert "responder@example.com" in done.text  # the who-did-what table
+    event = audit_lines(app)[-1]
+    assert (event["action"], event["resource"]["id"]) == ("incident.acknowledge", "INC1001")
+    assert event["metadata"]["outcome"] == "acknowledged"

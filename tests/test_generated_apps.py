@@ -7,19 +7,19 @@ from .conftest import run
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("answers", ["defaults", "second"])
+@pytest.mark.parametrize("answers", ["defaults", "second", "dashboard", "incident-helper"])
 def test_make_check_passes(set_up, answers):
     result = run(["make", "check"], cwd=set_up[answers])
     assert "valid" in result.stdout
 
 
-@pytest.mark.parametrize("answers", ["defaults", "second"])
+@pytest.mark.parametrize("answers", ["defaults", "second", "dashboard", "incident-helper"])
 def test_apps_own_test_suite_passes(set_up, answers):
     result = run(["make", "test"], cwd=set_up[answers], timeout=900)
     assert " passed" in result.stdout and " failed" not in result.stdout
 
 
-@pytest.mark.parametrize("answers", ["defaults", "second"])
+@pytest.mark.parametrize("answers", ["defaults", "second", "dashboard", "incident-helper"])
 def test_pre_commit_hooks_pass_on_the_fresh_app(set_up, answers):
     app = set_up[answers]
     run(["git", "add", "-A"], cwd=app)

@@ -60,11 +60,37 @@ def manifest_module():
     return module
 
 
-@pytest.mark.parametrize("answers", ["defaults", "second"])
+KIND_FILES = {
+    "approval": [
+        "app.mk",
+        "src/app/workflow.py",
+        "src/app/pages/list.html",
+        "tests/app/test_approval_flow.py",
+    ],
+    "dashboard": [
+        "src/app/charts.py",
+        "src/app/demo_data.py",
+        "src/app/pages/summary.html",
+        "tests/app/test_dashboard.py",
+    ],
+    "incident-helper": [
+        "src/app/incidents.py",
+        "src/app/demo_service.py",
+        "src/app/provider.py",
+        "tests/app/test_adapters.py",
+    ],
+}
+SHARED = [f for f in EXPECTED if f not in KIND_FILES["approval"]]
+
+
+@pytest.mark.parametrize("answers", ["defaults", "second", "dashboard", "incident-helper"])
 def test_layout(rendered, answers):
     present = files(rendered[answers])
-    missing = [f for f in EXPECTED if f not in present]
+    kind = yaml.safe_load((rendered[answers] / "microapp.yaml").read_text())["kind"]
+    missing = [f for f in SHARED + KIND_FILES[kind] if f not in present]
     assert not missing
+    others = [f for k, names in KIND_FILES.items() if k != kind for f in names]
+    assert not [f for f in others if f in present], "another kind's starter leaked in"
     assert not [f for f in present if f.endswith(".jinja") or "{" in f or "%" in f]
 
 
@@ -84,7 +110,6 @@ def test_rendered_text_has_no_leftover_template_markers(rendered):
             "RUNBOOK.md",
             ".copier-answers.yml",
             ".github/workflows/ci.yml",
-            "app.mk",
         ):
             text = re.sub(r"\$\{\{[^}]*\}\}", "", (app / name).read_text())  # CI expressions
             assert "{{" not in text and "{%" not in text, name
@@ -172,22 +197,41 @@ def test_no_trust_needed_to_copy(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("kind", "classification", "pii"),
-    list(
-        itertools.product(
-            ["approval"], ["public", "internal", "restricted", "regulated"], [False, True]
-        )
-    ),
+    ("kind", "classification", "pii", "external"),
+    [
+        *itertools.product(
+            ["approval", "dashboard"], ["public", "internal", "restricted"], [False, True], [False]
+        ),
+        *itertools.product(
+            ["incident-helper"], ["internal", "regulated"], [False, True], [False, True]
+        ),
+    ],
 )
-def test_copy_time_and_run_time_risk_tiers_agree(copie, kind, classification, pii):
-    result = copie.copy(
-        extra_answers={
-            **DEFAULTS,
-            "kind": kind,
-            "data_classification": classification,
-            "handles_pii": pii,
-        }
-    )
+def test_copy_time_and_run_time_risk_tiers_agree(copie, kind, classification, pii, external):
+    answers = {**DEFAULTS, "kind": kind, "data_classification": classification, "handles_pii": pii}
+    if kind == "incident-helper":
+        answers["incident_api_external"] = external
+    result = copie.copy(extra_answers=answers)
     assert result.exit_code == 0, result.exception
     data = yaml.safe_load((result.project_dir / "microapp.yaml").read_text())
     assert data["risk_tier"] == manifest_module().compute_risk_tier(data)[0]
+
+
+def test_each_kind_gets_its_tier_roles_and_connector(rendered):
+    dash = yaml.safe_load((rendered["dashboard"] / "microapp.yaml").read_text())
+    assert dash["risk_tier"] == 1 and set(dash["sso"]["roles"]) == {
+        "viewer",
+        "pii-reader",
+        "exporter",
+        "admin",
+    }
+    (reports,) = dash["connectors"]
+    assert reports["access"] == "read-only" and reports["unmasked_for"] == ["pii-reader"]
+    inc = yaml.safe_load((rendered["incident-helper"] / "microapp.yaml").read_text())
+    assert inc["risk_tier"] == 3  # PagerDuty is external by default
+    (api,) = inc["connectors"]
+    assert api["external"] is True and api["base_url"].endswith("/pagerduty")
+    assert (
+        'PROVIDER = "pagerduty"'
+        in (rendered["incident-helper"] / "src/app/provider.py").read_text()
+    )

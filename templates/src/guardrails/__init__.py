@@ -17,21 +17,31 @@ warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
 
 from guardrails._version import __version__  # noqa: E402
 from guardrails.audit import Actor, AuditError, audit  # noqa: E402
+from guardrails.audit_trail import trail as audit_trail  # noqa: E402
+from guardrails.connectors import ConnectorError, connector  # noqa: E402
 from guardrails.db import Model, db_session  # noqa: E402
+from guardrails.ratelimit import limit_per_user  # noqa: E402
+from guardrails.secrets import SecretUnavailable, secret  # noqa: E402
 from guardrails.sso import User, current_user, require_role, require_user  # noqa: E402
 from guardrails.web import create_app, render  # noqa: E402
 
 __all__ = [
     "Actor",
     "AuditError",
+    "ConnectorError",
     "Model",
+    "SecretUnavailable",
     "User",
     "__version__",
     "audit",
+    "audit_trail",
+    "connector",
     "create_app",
     "current_user",
     "db_session",
+    "limit_per_user",
     "render",
     "require_role",
     "require_user",
+    "secret",
 ]

@@ -84,36 +84,42 @@ class JsonlChainSink:
         self.path = Path(path)
         self.fsync = fsync
 
-    def _last_hash(self, fh) -> str:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
+    def _last_hash(self, fd: int, size: int) -> str:
         if size == 0:
             return GENESIS
         block = 4096
         while True:
             start = max(0, size - block)
-            fh.seek(start)
-            tail = fh.read(size - start)
+            tail = os.pread(fd, size - start, start)
             lines = tail.rstrip(b"\n").split(b"\n")
             if len(lines) > 1 or start == 0:
                 return json.loads(lines[-1])["hash"]
             block *= 4
 
-    def append(self, event: dict[str, Any]) -> dict[str, Any]:
+    def _open(self) -> int:
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
         try:
+            return os.open(self.path, flags, 0o640)
+        except FileNotFoundError:  # the folder is made on the first event (or if removed)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
-            with os.fdopen(fd, "r+b") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    chained = {**event, "prev_hash": self._last_hash(fh)}
-                    chained["hash"] = event_hash(chained)
-                    fh.write(canonical(chained).encode("utf-8") + b"\n")
-                    fh.flush()
-                    if self.fsync:
-                        os.fsync(fh.fileno())
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+            return os.open(self.path, flags, 0o640)
+
+    def append(self, event: dict[str, Any]) -> dict[str, Any]:
+        # Plain descriptor calls, no buffered file object: 7 system calls per event instead of
+        # 19, and each one is a point where a busy web app's thread may wait for the GIL.
+        try:
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # released by close(), after the fsync
+                chained = {**event, "prev_hash": self._last_hash(fd, os.fstat(fd).st_size)}
+                chained["hash"] = event_hash(chained)
+                line = memoryview(canonical(chained).encode("utf-8") + b"\n")
+                while line:
+                    line = line[os.write(fd, line) :]
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
         except (OSError, ValueError, KeyError) as exc:
             raise AuditError(f"cannot append to audit log {self.path}: {exc}") from exc
         return chained

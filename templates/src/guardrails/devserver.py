@@ -5,11 +5,16 @@ Demo users come from microapp.yaml: one per role, e.g. approver@example.com hold
 group of `sso.roles.approver`. The provider requires a nonce and accepts any client secret
 (the app uses a fixed local one); it does not check the PKCE verifier, which is why the app's
 tests assert what the app sends. The app runs with auto-reload so edits to src/ show at once.
+
+A kind that needs more on a laptop (demo data, a demo API) says so in the owner's
+`app/dev.py`: a context manager `services(var_dir)` that starts them and yields the
+environment variables the app needs (e.g. the demo database URL); `make dev` runs it first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import secrets
 import threading
@@ -74,30 +79,45 @@ def dev_session_key(var_dir: Path = Path("var")) -> str:
     return path.read_text().strip()
 
 
+@contextlib.contextmanager
+def app_services(var_dir: Path = Path("var")):
+    """Run the owner's `app.dev.services(var_dir)` if the app has one; yields its variables."""
+    try:
+        dev = importlib.import_module("app.dev")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("app.dev", "app"):
+            raise  # app/dev.py exists but imports something missing: say so
+        yield {}
+        return
+    with dev.services(var_dir) as env:
+        yield dict(env)
+
+
 def run_dev(manifest: Manifest, port: int, idp_port: int, reload: bool) -> None:
     import uvicorn
 
     if manifest.stage == "production":
         raise SystemExit("make dev is for laptops: microapp.yaml says stage: production.")
-    try:
-        idp = run_idp(manifest, port=idp_port)
-        issuer = idp.__enter__()
-    except OSError as exc:
-        raise SystemExit(
-            f"Cannot start the local sign-in service on port {idp_port}: {exc}. "
-            "Stop whatever uses it, or run: make dev IDP_PORT=9401"
-        ) from None
-    os.environ["MICROAPP_SSO_ISSUER"] = issuer
-    os.environ.setdefault("MICROAPP_BASE_URL", f"http://localhost:{port}")
-    os.environ.setdefault("MICROAPP_SESSION_KEY", dev_session_key())
-    bar = "-" * 72
-    print(bar)
-    print(f"  {manifest.name}: http://localhost:{port}   (Ctrl-C stops everything)")
-    print(f"  Local sign-in service: {issuer}  - pick a demo user there:")
-    for user in demo_users(manifest):
-        print(f"    {user.email:<28} role {user.role:<12} group {user.groups[0]}")
-    print(bar, flush=True)
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            issuer = stack.enter_context(run_idp(manifest, port=idp_port))
+        except OSError as exc:
+            raise SystemExit(
+                f"Cannot start the local sign-in service on port {idp_port}: {exc}. "
+                "Stop whatever uses it, or run: make dev IDP_PORT=9401"
+            ) from None
+        for name, value in stack.enter_context(app_services()).items():
+            os.environ.setdefault(name, value)
+        os.environ["MICROAPP_SSO_ISSUER"] = issuer
+        os.environ.setdefault("MICROAPP_BASE_URL", f"http://localhost:{port}")
+        os.environ.setdefault("MICROAPP_SESSION_KEY", dev_session_key())
+        bar = "-" * 72
+        print(bar)
+        print(f"  {manifest.name}: http://localhost:{port}   (Ctrl-C stops everything)")
+        print(f"  Local sign-in service: {issuer}  - pick a demo user there:")
+        for user in demo_users(manifest):
+            print(f"    {user.email:<28} role {user.role:<12} group {user.groups[0]}")
+        print(bar, flush=True)
         uvicorn.run(
             "app.main:build",
             factory=True,
@@ -107,5 +127,3 @@ def run_dev(manifest: Manifest, port: int, idp_port: int, reload: bool) -> None:
             reload_dirs=["src"] if reload else None,
             log_level="info",
         )
-    finally:
-        idp.__exit__(None, None, None)

@@ -147,6 +147,8 @@ class SSO:
         return await self.client.authorize_redirect(request, self.redirect_uri)
 
     async def callback(self, request: Request) -> Response:
+        # The client secret comes from guardrails.secrets and may have been rotated.
+        self.client.client_secret = self.runtime.sso_client_secret
         try:
             token = await self.client.authorize_access_token(request)
         except OAuthError as exc:

@@ -107,6 +107,10 @@ class Telemetry:
             tracer_provider=self.tracer_provider,
             meter_provider=self.meter_provider,
             excluded_urls="healthz,static/.*",
+            # One server span per request: the ASGI "http send" / "http receive" child spans
+            # (two or three per request) only repeated the server span's status code, and cost
+            # a quarter of the instrumentation's time (make bench, docs/performance.md).
+            exclude_spans=["receive", "send"],
         )
 
     def shutdown(self) -> None:

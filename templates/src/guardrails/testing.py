@@ -25,7 +25,7 @@ import pytest
 import uvicorn
 
 from guardrails.config import Settings
-from guardrails.devserver import demo_users, run_idp
+from guardrails.devserver import app_services, demo_users, run_idp
 from guardrails.manifest import Manifest, load_manifest
 from guardrails.runtime import Runtime, build_runtime
 
@@ -107,17 +107,6 @@ def login(client: httpx.Client, app: LiveApp, email: str, next_path: str = "/") 
     return done
 
 
-def csrf_of(client: httpx.Client, app: LiveApp) -> str:
-    """The signed-in session's CSRF token, read from any page's sign-out form."""
-    import re
-
-    page = client.get(f"{app.url}/")
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    if not match:
-        raise AssertionError("no CSRF token on the page: is the client signed in?")
-    return match.group(1)
-
-
 # ---------------------------------------------------------------------- pytest fixtures
 @pytest.fixture(scope="session")
 def manifest() -> Manifest:
@@ -138,8 +127,15 @@ def demo(manifest: Manifest) -> dict[str, str]:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, idp: str, manifest: Manifest) -> Runtime:
-    return build_runtime(test_settings(tmp_path, idp), manifest)
+def app_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """What the app's `app/dev.py` starts for it on a laptop (demo data, demo APIs), if any."""
+    with app_services(tmp_path / "var") as env:
+        yield env
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, idp: str, manifest: Manifest, app_env: dict[str, str]) -> Runtime:
+    return build_runtime(test_settings(tmp_path, idp, environ=app_env), manifest)
 
 
 @pytest.fixture

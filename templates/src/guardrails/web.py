@@ -2,7 +2,9 @@
 """`create_app()`: a FastAPI app with every guardrail switched on.
 
 Server-side sessions, OIDC sign-in, CSRF checks on form posts, security headers, request ids,
-audit context, telemetry and friendly error pages. The owner's code adds routers and pages:
+audit context, telemetry and friendly error pages. Before each request the app's own secrets
+are checked (guardrails.secrets): while they cannot be served, pages answer 503 - the app
+neither crashes nor runs without them. The owner's code adds routers and pages:
 
     app = create_app(pages=Path(__file__).parent / "pages")
     app.include_router(routes.router)
@@ -18,6 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -29,10 +32,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from guardrails import connectors as connectors_mod
+from guardrails import secrets as secret_store
 from guardrails._version import __version__
 from guardrails.audit import AuditError, RequestInfo, _log, _request, audit
+from guardrails.connectors import ConnectorError
 from guardrails.db import Model
 from guardrails.runtime import Runtime, build_runtime
+from guardrails.secrets import CORE, SecretUnavailable
 from guardrails.sessions import ServerSideSessionMiddleware, SessionStore
 from guardrails.sso import SSO, NotAuthenticated, session_user
 from guardrails.telemetry import Telemetry, configure_logging
@@ -70,6 +77,10 @@ class RequestContextMiddleware:
         client = scope.get("client")
         info = RequestInfo(request_id=request_id, source_ip=client[0] if client else None)
         tokens = (_request.set(info), _log.set(self.runtime.audit_log))
+        bound = (
+            secret_store.bind(self.runtime.secrets),
+            connectors_mod.bind(self.runtime.connectors),
+        )
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
         async def send_wrapper(message: Message) -> None:
@@ -86,9 +97,59 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            connectors_mod.unbind(bound[1])
+            secret_store.unbind(bound[0])
             _request.reset(tokens[0])
             _log.reset(tokens[1])
             structlog.contextvars.unbind_contextvars("request_id")
+
+
+async def prepare_secrets(rt: Runtime) -> None:
+    """Make sure the app's own secrets are current (off the event loop when Vault may be called).
+
+    Raises SecretUnavailable; creates the tables when a (new) database engine was made.
+    """
+    if rt.ready and not rt.secrets.needs_fetch(CORE):
+        return
+    if await anyio.to_thread.run_sync(rt.refresh_secrets):
+        await anyio.to_thread.run_sync(Model.metadata.create_all, rt.engine)
+
+
+class SecretsGate:
+    """503 while the app's own secrets cannot be served; owns the session middleware.
+
+    The session middleware is (re)built with the current session key; after a rotation,
+    cookies signed with the previous key stay valid (itsdangerous signs with the last key).
+    """
+
+    def __init__(self, app: ASGIApp, runtime: Runtime, store: SessionStore, secure: bool):
+        self.app = app
+        self.runtime = runtime
+        self.store = store
+        self.secure = secure
+        self._sessions: ASGIApp | None = None
+        self._key: str | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path == "/healthz" or path.startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        rt = self.runtime
+        try:
+            await prepare_secrets(rt)
+        except SecretUnavailable as exc:
+            log.error("request refused: the app's secrets are unavailable", error=str(exc))
+            response = _secrets_unavailable(Request(scope))
+            await response(scope, receive, send)
+            return
+        if self._sessions is None or rt.session_key != self._key:
+            keys = [k for k in (rt.previous_session_key, rt.session_key) if k]
+            self._sessions = ServerSideSessionMiddleware(
+                self.app, store=self.store, secret_key=keys, secure=self.secure
+            )
+            self._key = rt.session_key
+        await self._sessions(scope, receive, send)
 
 
 # ---------------------------------------------------------------------- CSRF
@@ -163,6 +224,20 @@ def _error_page(request: Request, status: int, title: str, message: str) -> Resp
     return JSONResponse({"error": title, "detail": message}, status_code=status)
 
 
+def _secrets_unavailable(request: Request) -> Response:
+    support = request.app.state.guardrails.manifest.support_contact
+    response = _error_page(
+        request,
+        503,
+        "Temporarily unavailable",
+        "This app cannot read the credentials it needs from its secrets store (Vault) right "
+        "now, so it refuses to work rather than run without them. Nothing was changed. Please "
+        f"try again in a few minutes; if it keeps happening, contact {support}.",
+    )
+    response.headers["retry-after"] = "30"
+    return response
+
+
 TITLES = {
     400: "Bad request",
     403: "Not allowed",
@@ -188,7 +263,23 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         title = TITLES.get(exc.status_code, "Error")
-        return _error_page(request, exc.status_code, title, str(exc.detail))
+        page = _error_page(request, exc.status_code, title, str(exc.detail))
+        page.headers.update(exc.headers or {})  # e.g. Retry-After on a 429
+        return page
+
+    @app.exception_handler(SecretUnavailable)
+    async def _secret_unavailable(request: Request, exc: SecretUnavailable) -> Response:
+        log.error("request refused: a secret is unavailable", error=str(exc))
+        return _secrets_unavailable(request)
+
+    @app.exception_handler(ConnectorError)
+    async def _connector_error(request: Request, exc: ConnectorError) -> Response:
+        log.error("connector call failed", error=str(exc), status=exc.status)
+        if exc.status >= 500 and exc.status != 503:
+            return _error_page(
+                request, 500, "Error", "Something went wrong on our side. Nothing was changed."
+            )
+        return _error_page(request, exc.status, exc.title, str(exc))
 
     @app.exception_handler(AuditError)
     async def _audit_error(request: Request, exc: AuditError) -> Response:
@@ -214,6 +305,9 @@ class Guardrails:
         self.audit_log = runtime.audit_log
         self.sso = SSO(runtime)
         self.telemetry = Telemetry(runtime.settings, runtime.manifest, runtime.version)
+        runtime.secrets.tracer = runtime.connectors.tracer = self.telemetry.tracer
+        if runtime.secrets.vault is not None:
+            runtime.secrets.vault.tracer = self.telemetry.tracer
         self.audit_log.observers.append(
             lambda e: self.telemetry.audit_events.add(
                 1, {"action": e["action"], "result": e["result"]}
@@ -227,18 +321,24 @@ class Guardrails:
         self.templates = Jinja2Templates(env=env, context_processors=[_common_context])
 
 
+def _ping(rt: Runtime) -> None:
+    with rt.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
 def create_app(
     *, pages: Path | None = None, runtime: Runtime | None = None, title: str | None = None
 ) -> FastAPI:
     """Build the app: guardrails on, owner routers to be added by the caller."""
-    rt = runtime or build_runtime()
+    rt = runtime or build_runtime(defer_secrets=True)
     configure_logging(rt.settings.log_format)
     gr = Guardrails(rt, pages)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        Model.metadata.create_all(rt.engine)
-        SessionStore(rt.sessionmaker, rt.settings.session_max_age).purge_expired()
+        if rt.engine is not None:
+            Model.metadata.create_all(rt.engine)
+            SessionStore(rt.sessionmaker, rt.settings.session_max_age).purge_expired()
         log.info(
             "started",
             app_id=rt.manifest.app_id,
@@ -248,7 +348,7 @@ def create_app(
         )
         yield
         gr.telemetry.shutdown()
-        rt.engine.dispose()
+        rt.close()
 
     app = FastAPI(
         title=title or rt.manifest.name,
@@ -261,9 +361,9 @@ def create_app(
     )
     app.state.guardrails = gr
     app.add_middleware(
-        ServerSideSessionMiddleware,
+        SecretsGate,
+        runtime=rt,
         store=SessionStore(rt.sessionmaker, rt.settings.session_max_age),
-        secret_key=rt.session_key,
         secure=rt.settings.secure_cookies,
     )
     app.add_middleware(RequestContextMiddleware, runtime=rt)
@@ -276,11 +376,18 @@ def create_app(
     )
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, Any]:
-        with rt.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+    async def healthz() -> dict[str, Any]:
+        # Liveness: stays 200 while secrets are unavailable (a restart would not help).
+        try:
+            await prepare_secrets(rt)
+            secrets_state = "ok"
+        except SecretUnavailable:
+            secrets_state = "unavailable"
+        if rt.engine is not None:
+            await anyio.to_thread.run_sync(_ping, rt)
         return {
-            "status": "ok",
+            "status": "ok" if secrets_state == "ok" else "degraded",
+            "secrets": secrets_state,
             "app_id": rt.manifest.app_id,
             "version": rt.version,
             "guardrails_version": __version__,

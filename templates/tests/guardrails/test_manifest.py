@@ -99,10 +99,10 @@ def test_missing_and_broken_files_are_reported(tmp_path):
 def test_check_command(tmp_path, data, capsys):
     assert main(["manifest", "check", "--file", str(write(tmp_path, data))]) == 0
     assert "valid" in capsys.readouterr().out
-    data["risk_tier"] = 1
+    data["risk_tier"] = wrong = 1 if data["risk_tier"] != 1 else 3
     assert main(["manifest", "check", "--file", str(write(tmp_path, data))]) == 1
     err = capsys.readouterr().err
-    assert "risk_tier: declared 1" in err and "Fix them in microapp.yaml" in err
+    assert f"risk_tier: declared {wrong}" in err and "Fix them in microapp.yaml" in err
 
 
 def test_check_command_refuses_an_expired_app(tmp_path, data, capsys):

@@ -65,11 +65,37 @@ def test_connector_allow_list(base):
     assert "approved connectors" in deny["connector-allow-list"].msg
 
 
+def test_a_connector_secret_may_name_an_entry_of_secrets(base):
+    base["secrets"] = {"hr-db": "vault:kv/apps/leave/hr-db#url", "odd-db": "vault:kv/other/db#url"}
+    base["connectors"] = [{**SQL_OK, "secret": "hr-db"}]
+    assert rules(retier(base))[0] == {}
+    base["connectors"] = [{**SQL_OK, "secret": "odd-db"}]
+    deny, _ = rules(retier(base))
+    assert "vault:kv/other/db#url" not in deny["connector-allow-list"].msg  # names the name
+    assert "odd-db" in deny["connector-allow-list"].msg
+
+
+def test_a_named_env_secret_is_refused_in_production(base):
+    base["lifecycle"]["stage"] = "production"
+    base["secrets"] = {"hr-db": "env:HR_DB_URL"}
+    base["connectors"] = [{**SQL_OK, "secret": "hr-db"}]
+    deny, _ = rules(retier(base))
+    assert "env:HR_DB_URL" in deny["production-vault"].msg
+
+
 def test_http_connector_needs_an_https_base_url(base):
     base["connectors"] = [{**HTTP_OK, "base_url": "http://incidents.example.com/api"}]
     deny, _ = rules(retier(base))
     assert set(deny) == {"http-base-url"}
     assert "any host could be called" in deny["http-base-url"].msg
+
+
+def test_a_local_demo_service_is_fine_on_a_laptop_but_not_in_production(base):
+    base["connectors"] = [{**HTTP_OK, "base_url": "http://127.0.0.1:9500/api"}]
+    assert rules(retier(base))[0] == {}
+    base["lifecycle"]["stage"] = "production"
+    deny, _ = rules(retier(base))
+    assert set(deny) == {"http-base-url"}
 
 
 def test_declared_tier_must_equal_the_computed_one(base):

@@ -1,0 +1,5 @@
+"""Your app: routes, pages and queries. Yours to edit - `copier update` never touches src/app.
+
+Guardrails (sign-in, roles, masking, throttles, audit, telemetry) come from the `guardrails`
+package; import only the names it exports (see README.md).
+"""

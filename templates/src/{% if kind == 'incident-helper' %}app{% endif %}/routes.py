@@ -1,0 +1,129 @@
+"""Yours to edit. The on-call pages: open incidents, one incident, and three actions.
+
+Every action (acknowledge, escalate, add a note) is rate-limited per user and audited with the
+incident id and its outcome; the incident page shows who did what from that audit trail. The
+incident API is reached only through the `incidents` connector (declared base URL, short-lived
+OAuth2 token, traced), so this code never holds a credential.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+
+from app.incidents import ProviderError
+from app.provider import provider
+from guardrails import (
+    ConnectorError,
+    User,
+    audit,
+    audit_trail,
+    limit_per_user,
+    render,
+    require_role,
+)
+
+router = APIRouter()
+
+Responder = Annotated[User, Depends(require_role("responder", "admin"))]
+ActionBudget = Annotated[User, Depends(limit_per_user("incident-actions", per_minute=20))]
+
+
+def _failed(action: str, incident_id: str, exc: Exception, **metadata) -> HTTPException:
+    audit.record(
+        f"incident.{action}",
+        result="failure",
+        resource=("incident", incident_id),
+        metadata={"outcome": str(exc), **metadata},
+    )
+    status = getattr(exc, "status", 502) if isinstance(exc, ConnectorError) else 502
+    return HTTPException(status, f"The incident service did not {action} it: {exc}")
+
+
+@router.get("/")
+def open_incidents(request: Request, user: Responder) -> Response:
+    try:
+        incidents = provider().open_incidents()
+    except (ProviderError, ConnectorError) as exc:
+        raise HTTPException(502, f"The incident service could not be read: {exc}") from None
+    return render(request, "incidents.html", {"incidents": incidents})
+
+
+@router.get("/incidents/{incident_id}")
+def show_incident(request: Request, incident_id: str, user: Responder) -> Response:
+    source = provider()
+    try:
+        incident = source.incident(incident_id)
+        notes, targets = source.notes(incident_id), source.targets(incident_id)
+    except ProviderError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ConnectorError as exc:
+        raise HTTPException(502, f"The incident service could not be read: {exc}") from None
+    return render(
+        request,
+        "incident.html",
+        {
+            "incident": incident,
+            "notes": notes,
+            "targets": targets,
+            "history": audit_trail(("incident", incident_id)),
+        },
+    )
+
+
+@router.post("/incidents/{incident_id}/acknowledge")
+def acknowledge(incident_id: str, user: Responder, _budget: ActionBudget) -> Response:
+    try:
+        incident = provider().acknowledge(incident_id, by=user.id)
+    except (ProviderError, ConnectorError) as exc:
+        raise _failed("acknowledge", incident_id, exc) from None
+    audit.record(
+        "incident.acknowledge",
+        resource=("incident", incident_id),
+        metadata={"outcome": incident.status},
+    )
+    return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
+
+
+@router.post("/incidents/{incident_id}/escalate")
+def escalate(
+    incident_id: str,
+    user: Responder,
+    _budget: ActionBudget,
+    target: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    if not target:
+        raise HTTPException(400, "Choose where to escalate the incident to.")
+    try:
+        incident = provider().escalate(incident_id, target=target, by=user.id)
+    except (ProviderError, ConnectorError) as exc:
+        raise _failed("escalate", incident_id, exc, target=target) from None
+    audit.record(
+        "incident.escalate",
+        resource=("incident", incident_id),
+        metadata={"outcome": f"level {incident.escalation_level}", "target": target},
+    )
+    return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
+
+
+@router.post("/incidents/{incident_id}/notes")
+def add_note(
+    incident_id: str,
+    user: Responder,
+    _budget: ActionBudget,
+    text: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    if not text.strip():
+        raise HTTPException(400, "Write the note first.")
+    try:
+        provider().add_note(incident_id, text.strip(), by=user.id)
+    except (ProviderError, ConnectorError) as exc:
+        raise _failed("note", incident_id, exc) from None
+    audit.record(
+        "incident.note",
+        resource=("incident", incident_id),
+        metadata={"outcome": "added", "length": len(text.strip())},
+    )
+    return RedirectResponse(f"/incidents/{incident_id}", status_code=303)

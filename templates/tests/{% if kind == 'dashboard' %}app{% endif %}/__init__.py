@@ -1,0 +1,1 @@
+# Yours to edit: `copier update` never overwrites this file.

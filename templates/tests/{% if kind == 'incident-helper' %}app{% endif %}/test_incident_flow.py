@@ -1,0 +1,65 @@
+"""Yours to edit. The incident helper end to end: real sign-in, the governed connector to the
+demo incident service (started by app/dev.py), audited actions, who-did-what."""
+
+import re
+
+import pytest
+
+from guardrails.testing import login
+
+
+@pytest.fixture
+def responder(live_app, demo):
+    client = live_app.client()
+    page = login(client, live_app, demo["responder"])
+    client.token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
+    yield client
+    client.close()
+
+
+def post(client, app, path, **data):
+    return client.post(f"{app.url}{path}", data={**data, "csrf_token": client.token})
+
+
+def test_open_incidents_are_listed(live_app, responder):
+    page = responder.get(f"{live_app.url}/")
+    assert page.status_code == 200
+    assert "INC1001" in page.text and "Checkout latency" in page.text
+    assert "INC1006" not in page.text  # resolved
+
+
+def test_actions_are_audited_with_id_and_outcome_and_shown(live_app, responder, demo):
+    assert post(responder, live_app, "/incidents/INC1002/acknowledge").status_code == 200
+    assert post(responder, live_app, "/incidents/INC1002/escalate", target="2").status_code == 200
+    shown = post(responder, live_app, "/incidents/INC1002/notes", text="Rolled back deploy 42")
+    assert shown.status_code == 200 and "Rolled back deploy 42" in shown.text
+    events = [e for e in live_app.audit_events() if e["action"].startswith("incident.")]
+    assert [(e["action"], e["metadata"]["outcome"]) for e in events] == [
+        ("incident.acknowledge", "acknowledged"),
+        ("incident.escalate", "level 2"),
+        ("incident.note", "added"),
+    ]
+    assert {e["resource"]["id"] for e in events} == {"INC1002"}
+    assert {e["actor"]["id"] for e in events} == {demo["responder"]}
+    assert shown.text.count(demo["responder"]) >= 3  # the who-did-what table
+
+
+def test_a_refused_call_is_audited_as_a_failure(live_app, responder):
+    answer = post(responder, live_app, "/incidents/INC1002/escalate", target="9")
+    assert answer.status_code == 502
+    event = live_app.audit_events()[-1]
+    assert (event["action"], event["result"]) == ("incident.escalate", "failure")
+
+
+def test_actions_are_rate_limited_per_user(live_app, responder):
+    codes = [
+        post(responder, live_app, "/incidents/INC1003/notes", text=f"n{i}").status_code
+        for i in range(21)
+    ]
+    assert codes[:20] == [200] * 20 and codes[20] == 429
+
+
+def test_people_without_a_role_are_refused(live_app, demo):
+    with live_app.client() as client:
+        login(client, live_app, demo["admin"])  # admins may act too
+        assert client.get(f"{live_app.url}/incidents/INC1001").status_code == 200
