@@ -27,6 +27,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the process group of `proc` (make and what it started), if it is still there."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
 @contextlib.contextmanager
 def make_dev(app, env=None, log=None):
     """`make dev` in `app` on free ports, as its owner would start it; stopped afterwards.
@@ -52,16 +58,16 @@ def make_dev(app, env=None, log=None):
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
+                stop(proc, signal.SIGKILL)
                 pytest.fail(f"make dev did not come up:\n{proc.stdout.read()}")
             time.sleep(0.3)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
+        stop(proc, signal.SIGINT)
         try:
             output, _ = proc.communicate(timeout=15)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            stop(proc, signal.SIGKILL)
             output, _ = proc.communicate()
         if log is not None:
             log.append(output)

@@ -7,7 +7,7 @@ group of `sso.roles.approver`. The provider requires a nonce and accepts any cli
 tests assert what the app sends. The app runs with auto-reload so edits to src/ show at once.
 
 A kind that needs more on a laptop (demo data, a demo API) says so in the owner's
-`app/dev.py`: a context manager `services(var_dir)` that starts them and yields the
+`app/dev.py`: a context manager `services(var_dir, manifest)` that starts them and yields the
 environment variables the app needs (e.g. the demo database URL); `make dev` runs it first.
 """
 
@@ -80,8 +80,9 @@ def dev_session_key(var_dir: Path = Path("var")) -> str:
 
 
 @contextlib.contextmanager
-def app_services(var_dir: Path = Path("var")):
-    """Run the owner's `app.dev.services(var_dir)` if the app has one; yields its variables."""
+def app_services(var_dir: Path, manifest: Manifest):
+    """Run the owner's `app.dev.services(var_dir, manifest)` if the app has one; yields its
+    variables."""
     try:
         dev = importlib.import_module("app.dev")
     except ModuleNotFoundError as exc:
@@ -89,7 +90,7 @@ def app_services(var_dir: Path = Path("var")):
             raise  # app/dev.py exists but imports something missing: say so
         yield {}
         return
-    with dev.services(var_dir) as env:
+    with dev.services(var_dir, manifest) as env:
         yield dict(env)
 
 
@@ -106,7 +107,7 @@ def run_dev(manifest: Manifest, port: int, idp_port: int, reload: bool) -> None:
                 f"Cannot start the local sign-in service on port {idp_port}: {exc}. "
                 "Stop whatever uses it, or run: make dev IDP_PORT=9401"
             ) from None
-        for name, value in stack.enter_context(app_services()).items():
+        for name, value in stack.enter_context(app_services(Path("var"), manifest)).items():
             os.environ.setdefault(name, value)
         os.environ["MICROAPP_SSO_ISSUER"] = issuer
         os.environ.setdefault("MICROAPP_BASE_URL", f"http://localhost:{port}")

@@ -126,16 +126,40 @@ def demo(manifest: Manifest) -> dict[str, str]:
     return {u.role: u.email for u in demo_users(manifest)}
 
 
+def with_free_local_ports(manifest: Manifest) -> Manifest:
+    """The manifest with each connector URL on this machine (127.0.0.1 or localhost, as the
+    demo services use) moved to a free port, so that tests never collide with `make dev`."""
+    moved: dict[int, int] = {}
+    connectors = []
+    for spec in manifest.raw.get("connectors") or []:
+        spec = dict(spec)
+        for key in ("base_url", "token_url"):
+            url = httpx.URL(spec[key]) if spec.get(key) else None
+            if url is not None and url.host in ("127.0.0.1", "localhost") and url.port:
+                port = moved.setdefault(url.port, free_port())
+                spec[key] = str(url.copy_with(port=port))
+        connectors.append(spec)
+    if not moved:
+        return manifest
+    return dataclasses.replace(manifest, raw={**manifest.raw, "connectors": connectors})
+
+
+@pytest.fixture(scope="session")
+def app_manifest(manifest: Manifest) -> Manifest:
+    """The manifest the app runs with in tests: `manifest`, local demo services on free ports."""
+    return with_free_local_ports(manifest)
+
+
 @pytest.fixture
-def app_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def app_env(tmp_path: Path, app_manifest: Manifest) -> Iterator[dict[str, str]]:
     """What the app's `app/dev.py` starts for it on a laptop (demo data, demo APIs), if any."""
-    with app_services(tmp_path / "var") as env:
+    with app_services(tmp_path / "var", app_manifest) as env:
         yield env
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, idp: str, manifest: Manifest, app_env: dict[str, str]) -> Runtime:
-    return build_runtime(test_settings(tmp_path, idp, environ=app_env), manifest)
+def runtime(tmp_path: Path, idp: str, app_manifest: Manifest, app_env: dict[str, str]) -> Runtime:
+    return build_runtime(test_settings(tmp_path, idp, environ=app_env), app_manifest)
 
 
 @pytest.fixture

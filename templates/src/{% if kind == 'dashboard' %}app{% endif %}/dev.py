@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from app import demo_data
+from guardrails.manifest import Manifest
 
 
 @contextlib.contextmanager
-def services(var_dir: Path) -> Iterator[dict[str, str]]:
+def services(var_dir: Path, manifest: Manifest) -> Iterator[dict[str, str]]:
     """Create the synthetic demo database once; yield the variable the connector reads."""
     path = var_dir / "demo-reports.db"
     if not path.exists():

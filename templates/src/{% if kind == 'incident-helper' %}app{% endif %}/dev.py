@@ -9,25 +9,24 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import uvicorn
-import yaml
 
 from app import demo_service
+from guardrails.manifest import Manifest
 
 
-def _demo_address() -> tuple[str, int, str]:
-    """Host, port and client id of the demo service, from the connector in microapp.yaml."""
-    manifest = yaml.safe_load(Path("microapp.yaml").read_text("utf-8"))
-    spec = next(c for c in manifest["connectors"] if c["name"] == "incidents")
-    host_port = spec["token_url"].split("//", 1)[1].split("/", 1)[0]
-    host, port = host_port.split(":")
-    return host, int(port), spec["client_id"]
+def _demo_address(manifest: Manifest) -> tuple[str, int, str]:
+    """Host, port and client id of the demo service, from the `incidents` connector."""
+    spec = next(c for c in manifest.raw["connectors"] if c["name"] == "incidents")
+    url = httpx.URL(spec["token_url"])
+    return url.host, url.port, spec["client_id"]
 
 
 @contextlib.contextmanager
-def services(var_dir: Path) -> Iterator[dict[str, str]]:
+def services(var_dir: Path, manifest: Manifest) -> Iterator[dict[str, str]]:
     """Run the demo incident service while the app runs, if the connector points at it."""
-    host, port, client_id = _demo_address()
+    host, port, client_id = _demo_address(manifest)
     env = {"INCIDENTS_CLIENT_SECRET": demo_service.DEMO_CLIENT_SECRET}
     if host not in ("127.0.0.1", "localhost"):
         yield {}  # a real incident API: nothing to start
@@ -36,7 +35,8 @@ def services(var_dir: Path) -> Iterator[dict[str, str]]:
         if probe.connect_ex((host, port)) == 0:
             raise SystemExit(
                 f"Port {port} is in use: stop the other demo incident service "
-                "(another `make dev`?) and try again."
+                "(another `make dev`?) and try again, or move it: change the port in the "
+                "`incidents` connector's base_url and token_url in microapp.yaml."
             )
     server = uvicorn.Server(
         uvicorn.Config(demo_service.build(client_id), host=host, port=port, log_level="warning")

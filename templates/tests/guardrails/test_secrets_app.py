@@ -149,7 +149,9 @@ def test_rotated_session_key_keeps_sessions_and_new_database_url_is_used(
 
         def rotated() -> bool:
             client.get(f"{live.url}/")  # requests re-read the (cached) secrets
-            return rt.session_key.startswith("rotated-")
+            # Each secret has its own cache entry, so the two may turn over a request apart.
+            key, client_secret = rt.session_key, rt.sso_client_secret
+            return key.startswith("rotated-") and client_secret == "rotated-client"
 
         wait_for(rotated)
         assert client.get(f"{live.url}/").json()["user"] == demo["admin"]  # old cookie still valid
