@@ -26,7 +26,10 @@ def trail(resource: tuple[str, Any], limit: int = 50) -> list[dict[str, Any]]:
         for line in fh:
             if b'"resource":{' not in line:
                 continue
-            event = json.loads(line)
+            try:
+                event = json.loads(line)
+            except ValueError:  # a line being written by another process, or damaged
+                continue  # (`python -m guardrails audit verify` reports damage)
             if event.get("resource") == wanted:
                 found.append(event)
     return list(reversed(found))

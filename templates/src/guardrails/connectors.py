@@ -19,13 +19,23 @@ import hashlib
 import threading
 from typing import Any
 
+import httpx
 import structlog
 from opentelemetry import trace
 
 from guardrails.audit import audit
 
 log = structlog.get_logger("guardrails.connectors")
-LOCAL = ("http://localhost", "http://127.0.0.1")
+LOCAL_HOSTS = ("localhost", "127.0.0.1")
+
+
+def _local_http(url: str) -> bool:
+    """http:// to this machine itself (a sidecar or a demo service), judged by the exact host."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return False
+    return parsed.scheme == "http" and parsed.host in LOCAL_HOSTS
 
 
 class ConnectorError(RuntimeError):
@@ -89,7 +99,7 @@ def spec_problems(manifest) -> list[str]:
             base = spec.get("base_url") or ""
             if not base:
                 found.append(f"connector {name}: an http connector needs `base_url`")
-            elif production and not base.startswith(("https://", *LOCAL)):
+            elif production and not (base.startswith("https://") or _local_http(base)):
                 found.append(f"connector {name}: base_url {base} is not https")
             if spec.get("auth") == "oauth2-client-credentials":
                 missing = [k for k in ("token_url", "client_id", "secret") if not spec.get(k)]

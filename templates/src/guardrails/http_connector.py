@@ -159,15 +159,22 @@ class HttpConnector:
     def _target(self, url: str | httpx.URL) -> httpx.URL:
         """The absolute URL for `url` (relative to base_url), or a refusal."""
         text = str(url)
-        target = self.base_url.join(text.lstrip("/") if "://" not in text else text)
         base = self.base_url
+        try:
+            target = base.join(text.lstrip("/") if "://" not in text else text)
+        except httpx.InvalidURL as exc:
+            raise refuse(
+                self.name, "refused", f"{self.name}: {text!r} is not a valid URL ({exc})"
+            ) from None
         same_origin = (target.scheme, target.host, target.port) == (
             base.scheme,
             base.host,
             base.port,
         )
         raw_path = target.raw_path.split(b"?", 1)[0].lower()
-        if not same_origin or not target.path.startswith(base.path) or b"%2e" in raw_path:
+        # Encoded dots and slashes could leave base_url at a server that decodes them again.
+        encoded = any(seq in raw_path for seq in (b"%2e", b"%2f", b"%5c"))
+        if not same_origin or not target.path.startswith(base.path) or encoded:
             raise refuse(
                 self.name,
                 "refused",

@@ -19,6 +19,7 @@ import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio.to_thread
 import structlog
@@ -253,7 +254,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _not_authenticated(request: Request, exc: NotAuthenticated) -> Response:
         if _wants_html(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            return RedirectResponse(f"/login?next={target}", status_code=303)
+            return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
         return JSONResponse(
             {"error": "Unauthorized", "detail": exc.reason},
             status_code=401,

@@ -26,6 +26,15 @@ Throttled = Annotated[User, Depends(limit_per_user("dashboard-queries", per_minu
 Exporter = Annotated[User, Depends(require_role("exporter", "admin"))]
 ExportThrottled = Annotated[User, Depends(limit_per_user("csv-export", per_minute=5))]
 
+
+def spreadsheet_safe(value):
+    """A cell a spreadsheet shows as text: one starting with = + - @ (or a tab or carriage
+    return) would run as a formula when the export is opened, so it gets a leading '."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 COLUMNS = [
     "id",
     "opened_on",
@@ -157,7 +166,7 @@ def export_csv(
         writer = csv.writer(buffer)
         writer.writerow(COLUMNS)
         for row in rows:
-            writer.writerow([row[c] for c in COLUMNS])
+            writer.writerow([spreadsheet_safe(row[c]) for c in COLUMNS])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()

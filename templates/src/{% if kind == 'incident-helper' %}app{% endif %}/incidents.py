@@ -10,8 +10,12 @@ OAuth2 client-credentials token; neither sees a credential.
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+INCIDENT_ID = r"^[A-Za-z0-9_-]{1,64}$"  # what both APIs use; nothing that could change a URL
 
 
 class ProviderError(RuntimeError):
@@ -69,10 +73,49 @@ def _json(response) -> dict[str, Any]:
         raise ProviderError("The incident service does not know this incident.")
     if response.status_code >= 400:
         raise ProviderError(f"The incident service refused the request ({response.status_code}).")
-    return response.json()
+    try:
+        return response.json()
+    except ValueError:
+        raise ProviderError(
+            "The incident service answered with something that is not JSON."
+        ) from None
+
+
+def _id(incident_id: str) -> str:
+    """The id as a URL path segment, or a refusal: it must not change which URL is called."""
+    if not re.fullmatch(INCIDENT_ID, incident_id):
+        raise ProviderError("This is not an incident id.")
+    return incident_id
+
+
+def _checked(cls):
+    """Answers of an unexpected shape (a field missing, of the wrong type) become ProviderError."""
+    for name in (
+        "open_incidents",
+        "incident",
+        "notes",
+        "targets",
+        "acknowledge",
+        "escalate",
+        "add_note",
+    ):
+        method = getattr(cls, name)
+
+        @functools.wraps(method)
+        def wrapper(*args, _method=method, **kwargs):
+            try:
+                return _method(*args, **kwargs)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ProviderError(
+                    f"The incident service answered in an unexpected shape ({type(exc).__name__})."
+                ) from exc
+
+        setattr(cls, name, wrapper)
+    return cls
 
 
 # ---------------------------------------------------------------------- generic REST
+@_checked
 class GenericRestProvider:
     """The company incident service: /incidents, /incidents/{id}/{acknowledge,escalate,notes}."""
 
@@ -98,10 +141,10 @@ class GenericRestProvider:
         return [self._incident(raw) for raw in body["items"]]
 
     def incident(self, incident_id: str) -> Incident:
-        return self._incident(_json(self.client.get(f"/incidents/{incident_id}")))
+        return self._incident(_json(self.client.get(f"/incidents/{_id(incident_id)}")))
 
     def notes(self, incident_id: str) -> list[Note]:
-        body = _json(self.client.get(f"/incidents/{incident_id}/notes"))
+        body = _json(self.client.get(f"/incidents/{_id(incident_id)}/notes"))
         return [Note(n["by"], n["text"], n["created_at"]) for n in body["items"]]
 
     def targets(self, incident_id: str) -> list[Target]:
@@ -110,21 +153,21 @@ class GenericRestProvider:
 
     def acknowledge(self, incident_id: str, by: str) -> Incident:
         return self._incident(
-            _json(self.client.post(f"/incidents/{incident_id}/acknowledge", json={"by": by}))
+            _json(self.client.post(f"/incidents/{_id(incident_id)}/acknowledge", json={"by": by}))
         )
 
     def escalate(self, incident_id: str, target: str, by: str) -> Incident:
         return self._incident(
             _json(
                 self.client.post(
-                    f"/incidents/{incident_id}/escalate", json={"by": by, "target": target}
+                    f"/incidents/{_id(incident_id)}/escalate", json={"by": by, "target": target}
                 )
             )
         )
 
     def add_note(self, incident_id: str, text: str, by: str) -> Note:
         n = _json(
-            self.client.post(f"/incidents/{incident_id}/notes", json={"by": by, "text": text})
+            self.client.post(f"/incidents/{_id(incident_id)}/notes", json={"by": by, "text": text})
         )
         return Note(n["by"], n["text"], n["created_at"])
 
@@ -133,6 +176,7 @@ class GenericRestProvider:
 PD_STATUS = {"triggered": "open", "acknowledged": "acknowledged", "resolved": "resolved"}
 
 
+@_checked
 class PagerDutyProvider:
     """PagerDuty REST API v2 shapes. Writes carry the `From` header PagerDuty requires."""
 
@@ -164,11 +208,11 @@ class PagerDutyProvider:
         return [self._incident(raw) for raw in body["incidents"]]
 
     def incident(self, incident_id: str) -> Incident:
-        body = _json(self.client.get(f"/incidents/{incident_id}", headers=self.headers))
+        body = _json(self.client.get(f"/incidents/{_id(incident_id)}", headers=self.headers))
         return self._incident(body["incident"])
 
     def notes(self, incident_id: str) -> list[Note]:
-        body = _json(self.client.get(f"/incidents/{incident_id}/notes", headers=self.headers))
+        body = _json(self.client.get(f"/incidents/{_id(incident_id)}/notes", headers=self.headers))
         return [
             Note((n.get("user") or {}).get("summary", "unknown"), n["content"], n["created_at"])
             for n in body["notes"]
@@ -192,7 +236,7 @@ class PagerDutyProvider:
         return self._incident(
             _json(
                 self.client.put(
-                    f"/incidents/{incident_id}", json=body, headers=self._write_headers(by)
+                    f"/incidents/{_id(incident_id)}", json=body, headers=self._write_headers(by)
                 )
             )["incident"]
         )
@@ -201,14 +245,14 @@ class PagerDutyProvider:
         return self._update(incident_id, {"status": "acknowledged"}, by)
 
     def escalate(self, incident_id: str, target: str, by: str) -> Incident:
-        if not target.isdigit():
+        if not re.fullmatch(r"[0-9]{1,3}", target):
             raise ProviderError("Choose an escalation level.")
         return self._update(incident_id, {"escalation_level": int(target)}, by)
 
     def add_note(self, incident_id: str, text: str, by: str) -> Note:
         body = _json(
             self.client.post(
-                f"/incidents/{incident_id}/notes",
+                f"/incidents/{_id(incident_id)}/notes",
                 json={"note": {"content": text}},
                 headers=self._write_headers(by),
             )

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
-from app.incidents import ProviderError
+from app.incidents import INCIDENT_ID, ProviderError
 from app.provider import provider
 from guardrails import (
     ConnectorError,
@@ -28,6 +28,7 @@ from guardrails import (
 router = APIRouter()
 
 Responder = Annotated[User, Depends(require_role("responder", "admin"))]
+IncidentId = Annotated[str, Path(pattern=INCIDENT_ID)]  # refused (422) before any call
 ActionBudget = Annotated[User, Depends(limit_per_user("incident-actions", per_minute=20))]
 
 
@@ -52,7 +53,7 @@ def open_incidents(request: Request, user: Responder) -> Response:
 
 
 @router.get("/incidents/{incident_id}")
-def show_incident(request: Request, incident_id: str, user: Responder) -> Response:
+def show_incident(request: Request, incident_id: IncidentId, user: Responder) -> Response:
     source = provider()
     try:
         incident = source.incident(incident_id)
@@ -74,7 +75,7 @@ def show_incident(request: Request, incident_id: str, user: Responder) -> Respon
 
 
 @router.post("/incidents/{incident_id}/acknowledge")
-def acknowledge(incident_id: str, user: Responder, _budget: ActionBudget) -> Response:
+def acknowledge(incident_id: IncidentId, user: Responder, _budget: ActionBudget) -> Response:
     try:
         incident = provider().acknowledge(incident_id, by=user.id)
     except (ProviderError, ConnectorError) as exc:
@@ -89,7 +90,7 @@ def acknowledge(incident_id: str, user: Responder, _budget: ActionBudget) -> Res
 
 @router.post("/incidents/{incident_id}/escalate")
 def escalate(
-    incident_id: str,
+    incident_id: IncidentId,
     user: Responder,
     _budget: ActionBudget,
     target: Annotated[str, Form(max_length=40)] = "",
@@ -110,7 +111,7 @@ def escalate(
 
 @router.post("/incidents/{incident_id}/notes")
 def add_note(
-    incident_id: str,
+    incident_id: IncidentId,
     user: Responder,
     _budget: ActionBudget,
     text: Annotated[str, Form(max_length=2000)] = "",

@@ -5,8 +5,17 @@ import multiprocessing
 
 import pytest
 
+from guardrails import audit_trail
 from guardrails.__main__ import main
-from guardrails.audit import GENESIS, Actor, AuditError, AuditLog, JsonlChainSink, verify_file
+from guardrails.audit import (
+    GENESIS,
+    Actor,
+    AuditError,
+    AuditLog,
+    JsonlChainSink,
+    _log,
+    verify_file,
+)
 
 
 def make_log(path):
@@ -26,6 +35,23 @@ def test_events_are_chained(tmp_path):
     assert lines[1]["actor"]["id"] == "anonymous" and lines[1]["result"] == "denied"
     result = verify_file(path)
     assert result.ok and result.events == 2
+
+
+def test_trail_of_one_resource_newest_first_skipping_a_damaged_line(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    log = make_log(path)
+    token = _log.set(log)
+    try:
+        assert audit_trail(("incident", "INC1")) == []  # no file yet
+        log.record("incident.acknowledge", resource=("incident", "INC1"))
+        log.record("incident.note", resource=("incident", "INC2"))
+        log.record("incident.escalate", resource=("incident", "INC1"))
+        with path.open("a") as fh:  # as seen while another process is still writing it
+            fh.write('{"resource":{"type":"incident","id":"INC1"}, "act')
+        trail = audit_trail(("incident", "INC1"))
+    finally:
+        _log.reset(token)
+    assert [e["action"] for e in trail] == ["incident.escalate", "incident.acknowledge"]
 
 
 @pytest.mark.parametrize("tamper", ["edit", "delete", "swap"])

@@ -13,7 +13,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from guardrails import connector
 from guardrails.config import VaultSettings
-from guardrails.connectors import ConnectorRateLimited, ConnectorRefused, ConnectorUnavailable
+from guardrails.connectors import (
+    ConnectorRateLimited,
+    ConnectorRefused,
+    ConnectorUnavailable,
+    spec_problems,
+)
 from guardrails.runtime import bound, build_runtime
 from guardrails.testing import free_port, test_settings
 from guardrails.testing_oauth import OAuthServer
@@ -118,10 +123,36 @@ def test_only_the_declared_base_url_is_reachable(rt, api):
     ):
         with pytest.raises(ConnectorRefused, match="may only call"):
             incidents.get(target)
+    for encoded in ("/api/..%2fadmin", "/api/%5Cadmin"):  # a server might decode them again
+        with pytest.raises(ConnectorRefused, match="may only call"):
+            incidents.get(encoded)
+    with pytest.raises(ConnectorRefused, match="not a valid URL"):
+        incidents.get("/api/incidents/\t")  # a refusal, not httpx.InvalidURL
     assert api.seen == []  # nothing was sent
     refused = [e for e in audit_events(rt) if e["action"] == "connector.refused"]
-    assert len(refused) == 5 and {e["result"] for e in refused} == {"denied"}
+    assert len(refused) == 8 and {e["result"] for e in refused} == {"denied"}
     assert incidents.get(f"{api.url}/api/incidents").status_code == 200  # absolute but inside
+
+
+@pytest.mark.parametrize(
+    ("base_url", "refused"),
+    [
+        ("https://incidents.example.com/api", False),
+        ("http://127.0.0.1:9500/api", False),  # this machine: a sidecar
+        ("http://localhost:9500/api", False),
+        ("http://localhost.evil.example/api", True),  # not this machine, despite the prefix
+        ("http://127.0.0.1.evil.example/api", True),
+        ("http://incidents.example.com/api", True),
+    ],
+)
+def test_production_wants_https_except_to_this_machine(manifest, base_url, refused):
+    raw = {
+        **manifest.raw,
+        "lifecycle": {**manifest.raw["lifecycle"], "stage": "production"},
+        "connectors": [{"name": "x", "type": "http", "access": "read-only", "base_url": base_url}],
+    }
+    problems = spec_problems(dataclasses.replace(manifest, raw=raw))
+    assert bool(problems) == refused, problems
 
 
 def test_read_only_connector_sends_only_safe_methods(tmp_path, idp, manifest, vault, api):

@@ -32,7 +32,9 @@ def test_security_headers_and_request_id(guarded):
 
 def test_pages_redirect_to_sign_in_and_apis_answer_401(guarded):
     page = httpx.get(f"{guarded.url}/?a=1", headers={"accept": "text/html"})
-    assert page.status_code == 303 and page.headers["location"] == "/login?next=/?a=1"
+    assert page.status_code == 303 and page.headers["location"] == "/login?next=%2F%3Fa%3D1"
+    both = httpx.get(f"{guarded.url}/?a=1&b=2", headers={"accept": "text/html"})
+    assert both.headers["location"] == "/login?next=%2F%3Fa%3D1%26b%3D2"  # b is not lost
     api = httpx.get(f"{guarded.url}/")
     assert api.status_code == 401 and api.headers["www-authenticate"] == "Bearer"
 

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from app.demo_data import create
+from app.routes import spreadsheet_safe
 from guardrails.testing import login
 
 
@@ -89,3 +90,10 @@ def test_queries_are_throttled_per_user(live_app, signed_in):
     codes = [client.get(f"{live_app.url}/tickets").status_code for _ in range(61)]
     assert codes[:59].count(200) == 59 and codes[-1] == 429
     assert signed_in("pii-reader").get(f"{live_app.url}/tickets").status_code == 200
+
+
+def test_export_cells_cannot_run_as_spreadsheet_formulas():
+    for formula in ('=HYPERLINK("http://x.example","y")', "+1+2", "-2+3", "@SUM(A1)", "\t=1"):
+        assert spreadsheet_safe(formula) == "'" + formula
+    assert spreadsheet_safe("Printer on floor 2") == "Printer on floor 2"
+    assert spreadsheet_safe(-3) == -3 and spreadsheet_safe(None) is None

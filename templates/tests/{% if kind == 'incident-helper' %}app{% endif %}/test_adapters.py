@@ -89,3 +89,18 @@ def test_unknown_incident_and_bad_level_are_clear_errors(service):
     pagerduty = ADAPTERS["pagerduty"](client(base, "pagerduty"))
     with pytest.raises(ProviderError, match="escalation level"):
         pagerduty.escalate("INC1001", "boss", by="x@example.com")
+
+
+def test_ids_that_could_change_the_url_and_odd_answers_are_clear_errors(service):
+    base, _ = service
+    for kind, prefix in (("generic", "api"), ("pagerduty", "pagerduty")):
+        adapter = ADAPTERS[kind](client(base, prefix))
+        for bad in ("INC1001?", "INC1001#x", "..", "a/b", "INC1001\t", ""):
+            with pytest.raises(ProviderError, match="not an incident id"):
+                adapter.acknowledge(bad, by="x@example.com")
+    pagerduty = ADAPTERS["pagerduty"](client(base, "pagerduty"))
+    with pytest.raises(ProviderError, match="escalation level"):
+        pagerduty.escalate("INC1001", "\u00b2", by="x@example.com")  # "2" as superscript
+    crossed = ADAPTERS["generic"](client(base, "pagerduty"))  # answers in the other API's shapes
+    with pytest.raises(ProviderError, match="unexpected shape"):
+        crossed.open_incidents()

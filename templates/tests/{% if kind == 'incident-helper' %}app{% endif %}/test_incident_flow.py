@@ -51,6 +51,16 @@ def test_a_refused_call_is_audited_as_a_failure(live_app, responder):
     assert (event["action"], event["result"]) == ("incident.escalate", "failure")
 
 
+@pytest.mark.parametrize("bad", ["INC1002%3F", "INC1002%23x", "%2E%2E", "INC1002%09"])
+def test_an_id_that_could_change_the_called_url_is_refused_before_any_call(
+    live_app, responder, bad
+):
+    assert post(responder, live_app, f"/incidents/{bad}/acknowledge").status_code == 422
+    assert responder.get(f"{live_app.url}/incidents/{bad}").status_code == 422
+    assert "incident.acknowledge" not in {e["action"] for e in live_app.audit_events()}
+    assert "acknowledged" not in responder.get(f"{live_app.url}/incidents/INC1002").text
+
+
 def test_actions_are_rate_limited_per_user(live_app, responder):
     codes = [
         post(responder, live_app, "/incidents/INC1003/notes", text=f"n{i}").status_code
