@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import socket
 import threading
 import time
@@ -50,11 +51,13 @@ class LiveApp:
         return httpx.Client(follow_redirects=True, timeout=15, headers={"accept": "text/html"})
 
     def audit_events(self) -> list[dict]:
-        import json
+        return audit_events(self.runtime)
 
-        if not self.audit_file.exists():
-            return []
-        return [json.loads(line) for line in self.audit_file.read_text().splitlines()]
+
+def audit_events(runtime: Runtime) -> list[dict]:
+    """Every event in the runtime's audit file, oldest first ([] before the first one)."""
+    path = runtime.settings.audit_file
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 @contextlib.contextmanager

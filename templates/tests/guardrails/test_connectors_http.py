@@ -20,7 +20,7 @@ from guardrails.connectors import (
     spec_problems,
 )
 from guardrails.runtime import bound, build_runtime
-from guardrails.testing import free_port, test_settings
+from guardrails.testing import audit_events, free_port, test_settings
 from guardrails.testing_oauth import OAuthServer
 from guardrails.testing_vault import VaultServer
 
@@ -71,11 +71,6 @@ def rt(tmp_path, idp, manifest, vault, api):
     with bound(runtime):
         yield runtime
     runtime.close()
-
-
-def audit_events(rt):
-    path = rt.settings.audit_file
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def test_oauth2_client_credentials_token_is_fetched_once_and_sent(rt, api):

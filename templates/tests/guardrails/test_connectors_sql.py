@@ -23,7 +23,7 @@ from guardrails.connectors import (
 )
 from guardrails.runtime import bound, build_runtime
 from guardrails.sql_connector import check_sql
-from guardrails.testing import test_settings
+from guardrails.testing import audit_events, test_settings
 from guardrails.testing_postgres import PostgresCluster, PostgresUnavailable
 
 STAFF = [
@@ -102,11 +102,6 @@ def rt(tmp_path, idp, manifest, hr_url):
     with bound(runtime):
         yield runtime
     runtime.close()
-
-
-def audit_events(rt):
-    path = rt.settings.audit_file
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def count(rt):
