@@ -1,0 +1,164 @@
+"""Yours to edit. The approval app end to end: real sign-in, real pages, real audit trail."""
+
+import datetime as dt
+import re
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from app.models import ApprovalRequest, Status
+from app.retention import purge
+from guardrails import verify_audit
+from guardrails.testing import bound, login
+
+
+def csrf(page: httpx.Response) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+
+@pytest.fixture
+def as_user(live_app):
+    clients = []
+
+    def open_as(email):
+        client = live_app.client()
+        clients.append(client)
+        home = login(client, live_app, email)
+        client.token = csrf(home)
+        return client
+
+    yield open_as
+    for client in clients:
+        client.close()
+
+
+def submit(client, app, title="New laptop"):
+    answer = client.post(
+        f"{app.url}/requests",
+        data={"title": title, "details": "14 inch", "action": "submit", "csrf_token": client.token},
+    )
+    assert answer.status_code == 200, answer.text
+    return int(answer.url.path.rsplit("/", 1)[1])
+
+
+def act(client, app, request_id, action, comment=""):
+    return client.post(
+        f"{app.url}/requests/{request_id}/{action}",
+        data={"comment": comment, "csrf_token": client.token},
+    )
+
+
+def test_request_is_approved_by_another_approver(live_app, as_user, demo):
+    requester, approver = as_user(demo["requester"]), as_user(demo["approver"])
+    rid = submit(requester, live_app)
+
+    refused = act(requester, live_app, rid, "approve")
+    assert refused.status_code == 403
+    denied = live_app.audit_events()[-1]
+    assert (denied["action"], denied["result"]) == ("approval.approve", "denied")
+    assert denied["actor"]["id"] == demo["requester"]
+
+    approved = act(approver, live_app, rid, "approve", "Enjoy")
+    assert approved.status_code == 200 and "approved" in approved.text
+    last = live_app.audit_events()[-1]
+    assert last["action"] == "approval.approve" and last["result"] == "success"
+    assert last["resource"] == {"type": "request", "id": str(rid)}
+    assert last["metadata"] == {"from": "submitted", "to": "approved", "comment": "Enjoy"}
+    assert verify_audit(live_app.audit_file).ok
+
+
+def test_approver_cannot_approve_own_request(live_app, as_user, demo):
+    approver = as_user(demo["approver"])
+    rid = submit(approver, live_app, "Conference trip")
+    answer = act(approver, live_app, rid, "approve")
+    assert answer.status_code == 403 and "Four-eyes" in answer.text
+    assert live_app.audit_events()[-1]["result"] == "denied"
+
+
+def test_lists_are_filtered_by_role(live_app, as_user, demo):
+    requester, approver, admin = (as_user(demo[r]) for r in ("requester", "approver", "admin"))
+    submit(requester, live_app, "Rita's chair")
+    draft = requester.post(
+        f"{live_app.url}/requests",
+        data={"title": "Rita's secret draft", "action": "draft", "csrf_token": requester.token},
+    )
+    assert draft.status_code == 200
+    submit(approver, live_app, "Alex's monitor")
+    mine = requester.get(f"{live_app.url}/").text
+    assert "Rita&#39;s chair" in mine and "Alex&#39;s monitor" not in mine
+    theirs = approver.get(f"{live_app.url}/").text
+    assert "Rita&#39;s chair" in theirs and "secret draft" not in theirs
+    assert "Waiting for your decision (1)" in theirs
+    assert "secret draft" in admin.get(f"{live_app.url}/").text
+
+
+def test_other_peoples_requests_are_hidden_from_requesters(live_app, as_user, demo):
+    approver, requester = as_user(demo["approver"]), as_user(demo["requester"])
+    rid = submit(approver, live_app)
+    assert requester.get(f"{live_app.url}/requests/{rid}").status_code == 403
+    assert live_app.audit_events()[-1]["action"] == "approval.view"
+
+
+def test_reject_needs_a_comment_and_admin_archives(live_app, as_user, demo):
+    requester, approver, admin = (as_user(demo[r]) for r in ("requester", "approver", "admin"))
+    rid = submit(requester, live_app)
+    assert act(approver, live_app, rid, "reject").status_code == 400
+    assert act(approver, live_app, rid, "reject", "Over budget").status_code == 200
+    assert act(approver, live_app, rid, "archive").status_code == 403
+    archived = act(admin, live_app, rid, "archive")
+    assert archived.status_code == 200 and "archived" in archived.text
+    done = [
+        (e["action"], e["actor"]["id"])
+        for e in live_app.audit_events()
+        if e["result"] == "success" and e["action"].startswith("approval.")
+    ]
+    assert done[-2:] == [("approval.reject", demo["approver"]), ("approval.archive", demo["admin"])]
+
+
+def test_retention_purge_removes_old_archived_requests(live_app, as_user, demo):
+    requester, approver, admin = (as_user(demo[r]) for r in ("requester", "approver", "admin"))
+    old, kept = submit(requester, live_app, "old"), submit(requester, live_app, "kept")
+    for rid in (old, kept):
+        act(approver, live_app, rid, "approve", "ok")
+        act(admin, live_app, rid, "archive")
+    maker = live_app.runtime.sessionmaker
+    with maker.begin() as db:
+        db.get(ApprovalRequest, old).archived_at = dt.datetime.now(dt.UTC) - dt.timedelta(
+            days=live_app.runtime.manifest.retention_days + 1
+        )
+    with maker() as db:
+        assert purge(db, live_app.runtime.manifest.retention_days, dry_run=True) == [old]
+    with maker() as db, bound(live_app.runtime):
+        assert purge(db, live_app.runtime.manifest.retention_days) == [old]
+    with maker() as db:
+        left = db.scalars(select(ApprovalRequest.id)).all()
+        assert old not in left and kept in left
+        assert db.get(ApprovalRequest, kept).status == Status.ARCHIVED
+    event = live_app.audit_events()[-1]
+    assert event["action"] == "retention.purge" and event["metadata"]["count"] == 1
+    assert event["actor"]["id"] == "system:retention"
+    assert verify_audit(live_app.audit_file).ok
+
+
+def test_nothing_changes_when_the_audit_log_is_down(live_app, as_user, demo):
+    requester = as_user(demo["requester"])
+    live_app.audit_file.unlink()
+    live_app.audit_file.mkdir()
+    answer = requester.post(
+        f"{live_app.url}/requests",
+        data={"title": "Unaudited", "action": "submit", "csrf_token": requester.token},
+    )
+    assert answer.status_code == 503
+    with live_app.runtime.sessionmaker() as db:
+        assert db.scalars(select(ApprovalRequest)).all() == []
+
+
+def test_api_lists_requests_for_bearer_callers(live_app, as_user, demo, manifest):
+    from guardrails.testing import provider_id_token
+
+    rid = submit(as_user(demo["requester"]), live_app)
+    token = provider_id_token(live_app.runtime.sso_issuer, manifest.sso_client_id, demo["approver"])
+    answer = httpx.get(f"{live_app.url}/api/requests", headers={"authorization": f"Bearer {token}"})
+    assert answer.status_code == 200
+    assert [r["id"] for r in answer.json()] == [rid]

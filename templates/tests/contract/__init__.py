@@ -1,0 +1,1 @@
+"""Managed by the microapp template."""

@@ -1,1 +1,0 @@
-# Managed by the microapp template: `copier update` replaces this file.
