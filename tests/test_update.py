@@ -1,9 +1,10 @@
 """`copier update` in place: new guardrails arrive, owner code stays, migrations run once.
 
-Throw-away template versions are built from this working tree in a temporary git repository:
-  v0.1.0  the first release as apps got it (manifest schema_version 1, `support.channel`)
-  v0.2.0  this working tree: schema_version 2 and the migration hooks/migrate_manifest_v2.py
-  v0.2.1  a minor release that only changes a guardrail file (no migration: no --trust)
+The template's real history is cloned into a temporary repository and tagged:
+  v0.2.0  commit 276b400, the last release with the guardrails vendored into every app
+  v1.0.0  this working tree: guardrails as the microapp-guardrails package, kinds as folders,
+          and the migration hooks/migrate_v1_guardrails_package.py
+  v1.0.1  a patch release that only changes a template-owned file (no migration: no --trust)
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ import yaml
 from copier import run_copy, run_update
 from copier.errors import UnsafeTemplateError
 
-from .conftest import DEFAULTS, REPO, run
+from .conftest import DEFAULTS, REPO, progress, run, setup_app
 
 pytestmark = pytest.mark.slow
 MARKERS = re.compile(r"^(<<<<<<<|>>>>>>>) ", re.MULTILINE)
-IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", "demo", "__pycache__", ".pytest_cache", ".ruff_cache", "bench"
-)
+VENDORED = "276b400"
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -37,38 +36,50 @@ def commit_all(cwd: Path, message: str) -> None:
     git(cwd, "-c", "core.hooksPath=/dev/null", "commit", "-q", "--allow-empty", "-m", message)
 
 
-def release(tpl: Path, version: str) -> None:
-    run([sys.executable, "templates/src/guardrails/drift.py", "--write", "templates"], cwd=tpl)
-    commit_all(tpl, f"Release {version}")
-    git(tpl, "tag", "-a", f"v{version}", "-m", f"Release {version}")
+def working_tree_files() -> list[str]:
+    """Tracked and new (not ignored) files of this repository: what a commit would hold."""
+    listed = git(REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    names = {f for f in listed.split("\0") if f}
+    return sorted(f for f in names if (REPO / f).is_symlink() or (REPO / f).is_file())
+
+
+def snapshot_working_tree(tpl: Path) -> None:
+    """Make `tpl` hold exactly this working tree (deleted files gone, symlinks kept)."""
+    git(tpl, "rm", "-rq", "--ignore-unmatch", ".")
+    for rel in working_tree_files():
+        src, dst = REPO / rel, tpl / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            dst.symlink_to(src.readlink())
+        else:
+            shutil.copy2(src, dst)
 
 
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory) -> Path:
     tpl = tmp_path_factory.mktemp("template") / "microapp-templates"
-    shutil.copytree(REPO, tpl, ignore=IGNORE)
-    git(tpl, "init", "-q", "-b", "main")
-    manifest = tpl / "templates" / "microapp.yaml.jinja"
-    current = manifest.read_text()
-    first = current.replace("schema_version: 2", "schema_version: 1").replace(
-        "  contact:", "  channel:"
-    )
-    assert first != current, "the v0.1.0 stand-in must differ from HEAD's manifest"
-    manifest.write_text(first)
-    release(tpl, "0.1.0")
-    manifest.write_text(current)
-    release(tpl, "0.2.0")
-    version_file = tpl / "templates/src/guardrails/_version.py"
-    version_file.write_text(
-        re.sub(r'__version__ = "[^"]+"', '__version__ = "0.2.1"', version_file.read_text())
-    )
-    release(tpl, "0.2.1")
+    progress("cloning the template's history and tagging v0.2.0, v1.0.0, v1.0.1")
+    run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(tpl)], cwd=REPO)
+    git(tpl, "tag", "-a", "v0.2.0", VENDORED, "-m", "Release 0.2.0 (vendored guardrails)")
+    snapshot_working_tree(tpl)
+    commit_all(tpl, "Release 1.0.0")
+    git(tpl, "tag", "-a", "v1.0.0", "-m", "Release 1.0.0")
+    runbook = tpl / "templates/RUNBOOK.md.jinja"
+    runbook.write_text(runbook.read_text() + "\nChecked by the CoE in release 1.0.1.\n")
+    commit_all(tpl, "Release 1.0.1")
+    git(tpl, "tag", "-a", "v1.0.1", "-m", "Release 1.0.1")
     return tpl
 
 
-def copy_app(versions: Path, dst: Path, ref: str) -> Path:
+def copy_app(versions: Path, dst: Path, ref: str, **answers) -> Path:
     run_copy(
-        str(versions), dst, data=DEFAULTS, defaults=True, unsafe=False, vcs_ref=ref, quiet=True
+        str(versions),
+        dst,
+        data={**DEFAULTS, **answers},
+        defaults=True,
+        unsafe=False,
+        vcs_ref=ref,
+        quiet=True,
     )
     git(dst, "init", "-q", "-b", "main")
     commit_all(dst, f"Generated at {ref}")
@@ -90,11 +101,22 @@ def update(app: Path, ref: str, unsafe: bool) -> None:
 
 def text_files(root: Path):
     for path in root.rglob("*"):
-        if path.is_file() and ".git" not in path.parts and ".venv" not in path.parts:
+        if path.is_file() and not {".git", ".venv"} & set(path.parts):
             try:
                 yield path, path.read_text("utf-8")
             except UnicodeDecodeError:
                 continue
+
+
+OWNER_TEST = '''"""Yours to edit. Written when the guardrails were still vendored."""
+
+from guardrails.audit import verify_file
+from guardrails.runtime import bound  # noqa: F401  (kept to show the rewrite)
+
+
+def test_owner_test_survives(live_app):
+    assert verify_file(live_app.audit_file).ok
+'''
 
 
 def owner_edits(app: Path) -> None:
@@ -104,9 +126,7 @@ def owner_edits(app: Path) -> None:
         routes.read_text() + '\n\n@router.get("/hello")\ndef hello() -> dict:\n'
         '    return {"hello": "world"}\n'
     )
-    (app / "tests/app/test_hello.py").write_text(
-        '"""Yours to edit."""\n\n\ndef test_owner_test_survives():\n    assert True\n'
-    )
+    (app / "tests/app/test_hello.py").write_text(OWNER_TEST)
     pyproject = app / "pyproject.toml"
     pyproject.write_text(
         pyproject.read_text().replace("app = []  # yours", 'app = ["packaging>=23"]  # yours')
@@ -120,29 +140,39 @@ def owner_edits(app: Path) -> None:
     commit_all(app, "Owner edits")
 
 
-def test_update_across_two_versions_keeps_owner_edits_and_migrates(versions, tmp_path):
-    app = copy_app(versions, tmp_path / "app", "v0.1.0")
-    assert "schema_version: 1" in (app / "microapp.yaml").read_text()
+def test_update_from_the_vendored_layout_to_the_package(versions, tmp_path, wheelhouse):
+    app = copy_app(versions, tmp_path / "app", "v0.2.0")
+    assert (app / "src/guardrails/FILES.sha256").exists()  # the old, vendored layout
     owner_edits(app)
 
-    update(app, "v0.2.1", unsafe=True)  # crosses v0.2.0, whose migration needs trust
+    progress("copier update v0.2.0 -> v1.0.1 (crosses the 1.0.0 migration)")
+    update(app, "v1.0.1", unsafe=True)
 
+    assert not (app / "src/guardrails").exists() and not (app / "tests/guardrails").exists()
     manifest = yaml.safe_load((app / "microapp.yaml").read_text())
-    assert manifest["schema_version"] == 2 and manifest["support"]["contact"] == "#hr-ops"
-    assert '"0.2.1"' in (app / "src/guardrails/_version.py").read_text()
+    assert manifest["schema_version"] == 3 and manifest["data"]["writes"] is True
     assert "def hello() -> dict:" in (app / "src/app/routes.py").read_text()
-    assert (app / "tests/app/test_hello.py").exists()
+    owner_test = (app / "tests/app/test_hello.py").read_text()
+    assert "from guardrails import verify_audit as verify_file" in owner_test
+    assert "from guardrails.testing import bound" in owner_test
     assert 'app = ["packaging>=23"]' in (app / "pyproject.toml").read_text()
+    assert "microapp-guardrails~=1.0" in (app / "pyproject.toml").read_text()
     assert "Ask Rita before approving travel." in (app / "README.md").read_text()
     assert not [p for p, text in text_files(app) if MARKERS.search(text)]
     assert not list(app.rglob("*.rej"))
     answers = yaml.safe_load((app / ".copier-answers.yml").read_text())
-    assert answers["_commit"] == "v0.2.1"
+    assert answers["_commit"] == "v1.0.1"
 
-    run(["make", "setup", f"PYTHON={sys.executable}"], cwd=app, timeout=900)
+    progress("make setup, check and test in the updated app")
+    setup_app(app, wheelhouse)
     run(["make", "check"], cwd=app)
     tests = run(["make", "test"], cwd=app, timeout=900)
-    assert "test_owner_test_survives" not in tests.stdout or " failed" not in tests.stdout
+    assert "passed" in tests.stdout and " failed" not in tests.stdout
+
+    # The migration can be run again by hand: it changes nothing the second time.
+    before = {p: t for p, t in text_files(app)}
+    again = run([sys.executable, str(versions / "hooks/migrate_v1_guardrails_package.py")], cwd=app)
+    assert {p: t for p, t in text_files(app)} == before, again.stdout
 
     # The app's own pre-commit hooks refuse committed conflict markers and .rej files.
     (app / "src/app/notes.py").write_text("<<<<<<< before updating\nx = 1\n=======\n")
@@ -153,55 +183,45 @@ def test_update_across_two_versions_keeps_owner_edits_and_migrates(versions, tmp
     assert "src/app/notes.py" in hooks.stdout and "routes.py.rej" in hooks.stdout
 
 
-def test_migration_runs_only_with_trust(versions, tmp_path):
-    app = copy_app(versions, tmp_path / "app", "v0.1.0")
+def test_the_major_migration_runs_only_with_trust(versions, tmp_path):
+    app = copy_app(versions, tmp_path / "app", "v0.2.0")
     with pytest.raises(UnsafeTemplateError, match="migrations"):
-        update(app, "v0.2.0", unsafe=False)
-    assert "schema_version: 1" in (app / "microapp.yaml").read_text()
+        update(app, "v1.0.0", unsafe=False)
+    assert (app / "src/guardrails").exists()
 
 
-def test_minor_update_needs_no_trust(versions, tmp_path):
-    app = copy_app(versions, tmp_path / "app", "v0.2.0")
-    update(app, "v0.2.1", unsafe=False)
-    assert '"0.2.1"' in (app / "src/guardrails/_version.py").read_text()
-
-
-def test_conflicting_edit_to_a_guardrail_is_surfaced_not_lost(versions, tmp_path):
-    app = copy_app(versions, tmp_path / "app", "v0.2.0")
-    version_file = app / "src/guardrails/_version.py"
-    version_file.write_text(version_file.read_text().replace('"0.2.0"', '"0.2.0-patched"'))
-    commit_all(app, "Hand edit of a guardrail")
-    drift = run([sys.executable, "src/guardrails/drift.py"], cwd=app, check=False)
-    assert drift.returncode == 1 and "edited   src/guardrails/_version.py" in drift.stderr
-
-    update(app, "v0.2.1", unsafe=False)
-
-    text = version_file.read_text()
-    assert "<<<<<<< before updating" in text and ">>>>>>> after updating" in text
-    assert '"0.2.0-patched"' in text and '"0.2.1"' in text  # both sides kept
-    drift = run([sys.executable, "src/guardrails/drift.py"], cwd=app, check=False)
-    assert drift.returncode == 1 and "src/guardrails/_version.py" in drift.stderr
-
-
-def test_updated_app_equals_a_fresh_copy(versions, tmp_path):
-    updated = copy_app(versions, tmp_path / "updated", "v0.1.0")
-    update(updated, "v0.2.1", unsafe=True)
+@pytest.mark.parametrize("kind", ["approval", "dashboard", "incident-helper"])
+def test_patch_update_needs_no_trust_and_equals_a_fresh_copy(versions, tmp_path, kind):
+    answers = {"kind": kind}
+    app = copy_app(versions, tmp_path / "app", "v1.0.0", **answers)
+    update(app, "v1.0.1", unsafe=False)
+    assert "release 1.0.1" in (app / "RUNBOOK.md").read_text()
     fresh = tmp_path / "fresh"
     run_copy(
         str(versions),
         fresh,
-        data=DEFAULTS,
+        data={**DEFAULTS, **answers},
         defaults=True,
         unsafe=False,
-        vcs_ref="v0.2.1",
+        vcs_ref="v1.0.1",
         quiet=True,
     )
     result = subprocess.run(
-        ["diff", "-r", "-x", ".git", "-I", "^_commit:", str(updated), str(fresh)],
+        ["diff", "-r", "-x", ".git", "-I", "^_commit:", str(app), str(fresh)],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_a_conflicting_edit_to_a_template_file_is_surfaced_not_lost(versions, tmp_path):
+    app = copy_app(versions, tmp_path / "app", "v1.0.0")
+    runbook = app / "RUNBOOK.md"
+    runbook.write_text(runbook.read_text() + "\nOwner's own line at the end.\n")
+    commit_all(app, "Hand edit of a template-owned file")
+    update(app, "v1.0.1", unsafe=False)
+    text = runbook.read_text()
+    assert "Owner's own line at the end." in text and "release 1.0.1" in text
 
 
 def copier_cli(*args: str, cwd: Path, check: bool = True):
@@ -209,20 +229,21 @@ def copier_cli(*args: str, cwd: Path, check: bool = True):
 
 
 def test_check_update_tells_an_app_it_is_behind(versions, tmp_path):
-    app = copy_app(versions, tmp_path / "app", "v0.2.0")
+    app = copy_app(versions, tmp_path / "app", "v1.0.0")
     behind = copier_cli("check-update", "--quiet", cwd=app, check=False)
     assert behind.returncode == 2
-    update(app, "v0.2.1", unsafe=False)
-    commit_all(app, "Update to v0.2.1")
+    update(app, "v1.0.1", unsafe=False)
+    commit_all(app, "Update to v1.0.1")
     assert copier_cli("check-update", "--quiet", cwd=app, check=False).returncode == 0
 
 
 def test_release_gates(tmp_path):
     tpl = tmp_path / "tpl"
-    shutil.copytree(REPO, tpl, ignore=IGNORE)
+    tpl.mkdir()
     git(tpl, "init", "-q", "-b", "main")
+    snapshot_working_tree(tpl)
     commit_all(tpl, "Working tree")
-    version_file = tpl / "templates/src/guardrails/_version.py"
+    version_file = tpl / "guardrails/src/guardrails/_version.py"
     version = re.search(r'__version__ = "([^"]+)"', version_file.read_text())[1]
 
     def release_(v: str, **kw):

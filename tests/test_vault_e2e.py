@@ -3,40 +3,32 @@ session key, OIDC client secret and database URL from a local Vault API server o
 Vault is stopped: pages keep working from the cache until its TTL, then answer 503 with a clear
 message; Vault comes back: the app recovers and the user is still signed in.
 
-HashiCorp Vault cannot run here, so the app's own test double (src/guardrails/testing_vault.py,
-standard library only) serves the Vault HTTP API from this process.
+HashiCorp Vault cannot run here, so the guardrails test kit's Vault API server
+(guardrails.testing.VaultServer, standard library only) serves the Vault HTTP API from this
+process.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import sys
 import time
 
 import httpx
 import pytest
 import yaml
 
-from .conftest import GUARDRAILS
 from .test_e2e import Browser, make_dev
 
 pytestmark = pytest.mark.slow
 TTL = 4.0
 
 
-def vault_server_class():
-    spec = importlib.util.spec_from_file_location("testing_vault", GUARDRAILS / "testing_vault.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module.VaultServer
-
-
 @pytest.fixture
 def vault():
-    with vault_server_class()() as server:
+    from guardrails.testing import VaultServer
+
+    with VaultServer() as server:
         yield server
 
 

@@ -1,36 +1,25 @@
 """Yours to edit. Both incident adapters against a local server speaking the documented shapes
 (generic REST and PagerDuty REST API v2), over real HTTP with a real client-credentials token."""
 
-import threading
-import time
-
 import httpx
 import pytest
-import uvicorn
 
-from app import demo_service
 from app.incidents import ADAPTERS, ProviderError
-from guardrails.testing import free_port
+from guardrails.testing import serve_demo_incidents
+
+SECRET = "adapter-tests-secret"  # pragma: allowlist secret (the demo service's, made up here)
 
 
 @pytest.fixture(scope="module")
 def service():
-    port = free_port()
-    app = demo_service.build("adapter-tests")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", app.state.store
-    server.should_exit = True
-    thread.join(5)
+    with serve_demo_incidents(client_id="adapter-tests", client_secret=SECRET) as demo:
+        yield demo.url, demo.store
 
 
 def client(base: str, prefix: str) -> httpx.Client:
     token = httpx.post(
         f"{base}/oauth/token",
-        auth=("adapter-tests", demo_service.DEMO_CLIENT_SECRET),
+        auth=("adapter-tests", SECRET),
         data={"grant_type": "client_credentials", "scope": "incidents:read incidents:write"},
     )
     token.raise_for_status()
@@ -63,7 +52,7 @@ def test_token_is_required_and_bounded_to_scope(service):
     assert httpx.get(f"{base}/api/incidents").status_code == 401
     read_only = httpx.post(
         f"{base}/oauth/token",
-        auth=("adapter-tests", demo_service.DEMO_CLIENT_SECRET),
+        auth=("adapter-tests", SECRET),
         data={"grant_type": "client_credentials", "scope": "incidents:read"},
     )
     token = read_only.json()["access_token"]
