@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 WHEELHOUSE := $(CURDIR)/.wheelhouse
 
 .DEFAULT_GOAL := help
-.PHONY: help setup wheelhouse demo test test-fast lint fmt clean hashes release publish
+.PHONY: help setup wheelhouse demo test test-fast lint fmt clean hashes release publish docs
 RELEASE_CHECK ?= $(MAKE) test
 
 help: ## List the commands
@@ -74,8 +74,11 @@ fmt: setup ## Format this repository's own Python
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-clean: ## Remove .venv, .tools, .wheelhouse and demo/
-	rm -rf $(VENV) $(TOOLS) $(DEMO_DIR) $(WHEELHOUSE)
+clean: ## Remove .venv, .tools, .wheelhouse, site/ and demo/
+	rm -rf $(VENV) $(TOOLS) $(DEMO_DIR) $(WHEELHOUSE) site
+
+docs: setup ## Build the documentation into site/ (strict: a broken link or anchor fails)
+	MICROAPP_DOCS_REQUIRE_SOURCES=1 NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 hashes: setup ## Rewrite templates/.microapp/FILES.sha256 after changing a template-owned file
 	$(BIN)/python -m guardrails drift --write templates
