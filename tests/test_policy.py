@@ -1,6 +1,8 @@
 # Managed by the microapp template: `copier update` replaces this file. Propose changes to the CoE.
-"""The CoE policies (policy/*.rego) through the real Rego engine, regopy: for each rule, a
-manifest that passes and one that fails with the expected message."""
+"""The CoE policies (templates/policy/*.rego) through the real Rego engine, regopy, with the
+installed guardrails (microapp-guardrails): for each rule, a manifest that passes and one that
+fails with the expected message. The policies compare the manifest to the verdicts the
+guardrails compute (`data.verdicts`); they do not recompute them."""
 
 import copy
 import datetime as dt
@@ -10,12 +12,35 @@ from pathlib import Path
 
 import pytest
 from guardrails.cli import main
-from guardrails.core.manifest import compute_risk_tier
 from guardrails.core.policy import PolicyError, evaluate, table
+from guardrails.core.rules import EXPIRY_WARNING_DAYS, risk_tier
 
-APP = Path(__file__).resolve().parents[2]
-POLICY = APP / "policy"
+POLICY = Path(__file__).resolve().parents[1] / "templates" / "policy"
 TODAY = dt.date(2026, 1, 1)
+# What the template renders with its defaults (kind approval), in schema 3.
+MANIFEST = {
+    "schema_version": 3,
+    "app_id": "leave-requests",
+    "name": "Leave requests",
+    "description": "Leave requests, run by hr-ops",
+    "kind": "approval",
+    "owner": "hr-ops@example.com",
+    "team": "hr-ops",
+    "support": {"contact": "#hr-ops", "sla_hours": 16},
+    "data": {"classification": "internal", "pii": False, "writes": True, "retention_days": 365},
+    "risk_tier": 2,
+    "lifecycle": {"stage": "sandbox", "created": "2025-12-01", "expires": "2026-06-30"},
+    "sso": {
+        "issuer": "http://localhost:9400",
+        "client_id": "leave-requests",
+        "groups_claim": "groups",
+        "algorithms": ["RS256"],
+        "roles": {"requester": ["hr-ops"], "approver": ["hr-ops-leads"], "admin": ["hr-admins"]},
+    },
+    "secrets": {},
+    "connectors": [],
+    "quotas": {"requests_per_minute": 120},
+}
 SQL_OK = {
     "name": "hr-db",
     "type": "sql",
@@ -31,13 +56,13 @@ HTTP_OK = {
 
 
 @pytest.fixture
-def base(manifest):
-    data = copy.deepcopy(manifest.raw)
+def base():
+    data = copy.deepcopy(MANIFEST)
     data["lifecycle"].update(created="2025-12-01", expires="2026-06-30", stage="sandbox")
     data["lifecycle"].pop("promotion", None)
     data["data"].update(classification="internal", pii=False)  # each test sets what it needs
     data["connectors"] = []
-    data["risk_tier"] = compute_risk_tier(data)[0]
+    data["risk_tier"] = risk_tier(data)[0]
     return data
 
 
@@ -47,7 +72,7 @@ def rules(data, today=TODAY):
 
 
 def retier(data):
-    data["risk_tier"] = compute_risk_tier(data)[0]
+    data["risk_tier"] = risk_tier(data)[0]
     return data
 
 
@@ -89,10 +114,22 @@ def test_http_connector_needs_an_https_base_url(base):
     assert "any host could be called" in deny["http-base-url"].msg
 
 
-def test_a_local_demo_service_is_fine_on_a_laptop_but_not_in_production(base):
-    base["connectors"] = [{**HTTP_OK, "base_url": "http://127.0.0.1:9500/api"}]
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9500/api", "http://localhost:9500/api", "http://[::1]:9500/api"]
+)
+def test_a_local_demo_service_is_fine_on_a_laptop_but_not_in_production(base, url):
+    base["connectors"] = [{**HTTP_OK, "base_url": url}]
     assert rules(retier(base))[0] == {}
     base["lifecycle"]["stage"] = "production"
+    deny, _ = rules(retier(base))
+    assert set(deny) == {"http-base-url"}
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost.attacker.example:9500/api", "http://localhost@evil.example/api"]
+)
+def test_a_host_that_only_looks_local_is_not_local(base, url):
+    base["connectors"] = [{**HTTP_OK, "base_url": url}]
     deny, _ = rules(retier(base))
     assert set(deny) == {"http-base-url"}
 
@@ -101,6 +138,7 @@ def test_declared_tier_must_equal_the_computed_one(base):
     base["risk_tier"] = 1 if base["risk_tier"] != 1 else 3
     deny, _ = rules(base)
     assert deny["risk-tier"].msg.startswith(f"risk_tier says {base['risk_tier']}")
+    assert "set risk_tier: 2" in deny["risk-tier"].fix
 
 
 def test_sensitive_data_needs_masking_on_sql_connectors(base):
@@ -136,16 +174,23 @@ def test_production_requirements(base, change, rule, message):
 
 
 def test_expiry_warns_within_30_days_and_denies_after(base):
+    assert EXPIRY_WARNING_DAYS == 30
     assert rules(base, today=dt.date(2026, 5, 1)) == ({}, {})
+    assert rules(base, today=dt.date(2026, 5, 30)) == ({}, {})  # 31 days left
+    deny, warn = rules(base, today=dt.date(2026, 5, 31))  # 30 days left
+    assert deny == {} and "expires in 30 day(s)" in warn["expires-soon"].msg
     deny, warn = rules(base, today=dt.date(2026, 6, 10))
     assert deny == {} and "expires in 20 day(s)" in warn["expires-soon"].msg
+    deny, warn = rules(base, today=dt.date(2026, 6, 30))
+    assert deny == {} and "expires in 0 day(s)" in warn["expires-soon"].msg
     deny, _ = rules(base, today=dt.date(2026, 7, 2))
     assert "expired 2 day(s) ago" in deny["expired"].msg
 
 
 def test_only_tier_1_may_be_auto_promoted(base):
     base["lifecycle"]["promotion"] = "auto"
-    tier_1 = {**copy.deepcopy(base), "kind": "dashboard"}
+    tier_1 = copy.deepcopy(base)
+    tier_1["data"]["writes"] = False
     assert rules(retier(tier_1))[0] == {}
     base["data"]["pii"] = True
     deny, _ = rules(retier(base))
@@ -153,10 +198,11 @@ def test_only_tier_1_may_be_auto_promoted(base):
 
 
 @pytest.mark.parametrize(
-    ("kind", "classification", "pii", "access", "external"),
+    ("kind", "writes", "classification", "pii", "access", "external"),
     list(
         itertools.product(
             ["dashboard", "approval", "incident-helper"],
+            [False, True],
             ["public", "internal", "restricted", "regulated"],
             [False, True],
             ["read-only", "read-write"],
@@ -164,15 +210,31 @@ def test_only_tier_1_may_be_auto_promoted(base):
         )
     ),
 )
-def test_rego_and_python_compute_the_same_tier(base, kind, classification, pii, access, external):
+def test_rego_accepts_exactly_the_tier_python_computes(
+    base, kind, writes, classification, pii, access, external
+):
     data = {
         **base,
         "kind": kind,
-        "data": {**base["data"], "classification": classification, "pii": pii},
+        "data": {**base["data"], "classification": classification, "pii": pii, "writes": writes},
         "connectors": [{**HTTP_OK, "access": access, "external": external}],
     }
-    data["risk_tier"] = compute_risk_tier(data)[0]
+    data["risk_tier"] = tier = risk_tier(data)[0]
     assert "risk-tier" not in rules(data)[0]
+    data["risk_tier"] = 1 if tier != 1 else 2
+    assert "risk-tier" in rules(data)[0]
+
+
+def test_policies_do_not_recompute_what_the_guardrails_compute():
+    """One home per fact: no kind, no local-URL prefixes, no expiry window in the policies."""
+    for module in POLICY.glob("*.rego"):
+        code = "\n".join(
+            line.split("#", 1)[0] for line in module.read_text().splitlines()
+        )  # comments may explain
+        assert "kind" not in code, module.name
+        assert not re.search(r"localhost|127\.0\.0\.1|::1", code), module.name
+        assert not re.search(r"\b30\b", code), module.name
+        assert "data.verdicts" in code
 
 
 def test_policies_use_rego_v1_syntax_only():

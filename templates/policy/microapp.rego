@@ -6,7 +6,11 @@
 # refused by the runner (regopy reads it as an object, not a set, and rules would be lost).
 #
 # Inputs: `input` is the manifest; `data.coe.allowed_connectors` is the CoE's allow-list
-# (policy/data/allowed-connectors.json); `data.context.days_until_expiry` is set by the runner.
+# (policy/data/allowed-connectors.json); `data.verdicts` holds what the guardrails compute
+# (guardrails.core.rules, the one home of each rule): risk_tier and tier_reasons, local_urls
+# (connector base_url -> is it plain http to this machine), expiry ("ok" | "soon" | "expired")
+# and days_until_expiry. These policies compare the manifest to the verdicts; they never
+# recompute the tier, the local-URL rule or the expiry window.
 package microapp.policy
 
 import rego.v1
@@ -65,9 +69,7 @@ insecure_http(c) if {
 	not laptop_url(object.get(c, "base_url", ""))
 }
 
-local_url(url) if startswith(url, "http://127.0.0.1:")
-
-local_url(url) if startswith(url, "http://localhost:")
+local_url(url) if data.verdicts.local_urls[url] == true
 
 laptop_url(url) if {
 	local_url(url)
@@ -85,34 +87,12 @@ deny contains finding(
 }
 
 # ------------------------------------------------------------------ risk tier
-high_risk if input.data.pii == true
-
-high_risk if input.data.classification in {"restricted", "regulated"}
-
-high_risk if {
-	some c in connectors
-	c.external == true
-}
-
-writes if input.kind != "dashboard"
-
-writes if {
-	some c in connectors
-	c.access != "read-only"
-}
-
-computed_tier := 3 if {
-	high_risk
-} else := 2 if {
-	writes
-} else := 1
-
 deny contains finding(
 	"risk-tier",
-	sprintf("risk_tier says %d, but the CoE rules give %d", [input.risk_tier, computed_tier]),
-	sprintf("set risk_tier: %d in microapp.yaml (it is computed, not chosen)", [computed_tier]),
+	sprintf("risk_tier says %d, but the CoE rules give %d", [input.risk_tier, data.verdicts.risk_tier]),
+	sprintf("set risk_tier: %d in microapp.yaml (it is computed, not chosen; `python -m guardrails manifest tier` says why)", [data.verdicts.risk_tier]),
 ) if {
-	input.risk_tier != computed_tier
+	input.risk_tier != data.verdicts.risk_tier
 }
 
 # ------------------------------------------------------------------ masking of sensitive data
@@ -181,19 +161,18 @@ deny contains finding(
 # ------------------------------------------------------------------ lifecycle
 deny contains finding(
 	"expired",
-	sprintf("the app expired %d day(s) ago (lifecycle.expires %s)", [0 - data.context.days_until_expiry, input.lifecycle.expires]),
+	sprintf("the app expired %d day(s) ago (lifecycle.expires %s)", [0 - data.verdicts.days_until_expiry, input.lifecycle.expires]),
 	"ask the CoE to renew the app, then set the new lifecycle.expires",
 ) if {
-	data.context.days_until_expiry < 0
+	data.verdicts.expiry == "expired"
 }
 
 warn contains finding(
 	"expires-soon",
-	sprintf("the app expires in %d day(s) (lifecycle.expires %s)", [data.context.days_until_expiry, input.lifecycle.expires]),
+	sprintf("the app expires in %d day(s) (lifecycle.expires %s)", [data.verdicts.days_until_expiry, input.lifecycle.expires]),
 	"ask the CoE to renew it before it expires",
 ) if {
-	data.context.days_until_expiry >= 0
-	data.context.days_until_expiry <= 30
+	data.verdicts.expiry == "soon"
 }
 
 deny contains finding(

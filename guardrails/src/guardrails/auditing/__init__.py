@@ -1,0 +1,1 @@
+"""Audit: the hash-chained audit log, its sinks, verification and the trail read-back."""

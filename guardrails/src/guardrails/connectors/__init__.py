@@ -1,0 +1,3 @@
+"""Connectors: the registry behind `connector()`, the HTTP and SQL connectors, column masking."""
+
+import guardrails._authlib  # noqa: F401  (quiet authlib before any module of this package imports it)

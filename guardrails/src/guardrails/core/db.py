@@ -1,0 +1,46 @@
+"""Database: one SQLAlchemy 2 engine per app, SQLite by default, DATABASE_URL switches.
+
+App models subclass `Model`; `guardrails.db_session` (guardrails.web.deps) is the FastAPI
+dependency that yields a Session.
+Tables are created at start-up (`create_all`), which suits a micro app's small schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+
+class Model(DeclarativeBase):
+    """Base class of every table in the app (guardrails' own tables included)."""
+
+
+def with_driver(url: str) -> str:
+    """`postgresql://` means psycopg 3, the driver guardrails installs (the one mapping)."""
+    return "postgresql+psycopg://" + url[13:] if url.startswith("postgresql://") else url
+
+
+def make_engine(database_url: str) -> Engine:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(conn, _record):  # foreign keys on; readers never block the writer
+            cur = conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)

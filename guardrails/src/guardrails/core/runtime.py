@@ -1,0 +1,207 @@
+"""The running app's shared objects, built once from Settings + manifest.
+
+`build_runtime()` is used by the web app and by commands (retention purge, audit verify), so
+both see the same database, audit log and rules. It also enforces the production stage: the
+laptop fall-backs (SQLite, a local sign-in service, plain http, a throw-away session key,
+secrets from environment variables) are refused when `lifecycle.stage` is `production`.
+
+The app's own secrets - session key, SSO client secret, database URL - come through
+guardrails.secrets (Vault in production). `refresh_secrets()` re-reads them from the cache on
+every request, so a rotated value is picked up; when Vault stays away past the cache TTL they
+become unavailable and the web app answers 503 until it is back. If Vault is unreachable when
+the web app starts, it still starts (`defer_secrets`) and answers 503 until Vault answers.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from guardrails.auditing.log import AuditLog, JsonlChainSink, audit
+from guardrails.connectors import registry as connectors_mod
+from guardrails.connectors.registry import Connectors
+from guardrails.core import db
+from guardrails.core.manifest import Manifest, load_manifest
+from guardrails.core.rules import is_local_url, production_problems
+from guardrails.core.settings import ConfigError, Settings
+from guardrails.secrets import store as secret_store
+from guardrails.secrets.store import SecretError, SecretStore, SecretUnavailable
+
+log = structlog.get_logger("guardrails.runtime")
+# The local sign-in service accepts any client secret; this one never leaves a laptop.
+LOCAL_CLIENT_SECRET = "local-sign-in-service"  # noqa: S105  # pragma: allowlist secret
+
+
+def app_version() -> str:
+    """The owner's app version from pyproject.toml (installed distribution), if known."""
+    for dist in metadata.packages_distributions().get("app", []):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return "0.0.0"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    manifest: Manifest
+    engine: Engine | None  # None until the database URL could be read (Vault down at start)
+    sessionmaker: sessionmaker[Session]
+    audit_log: AuditLog
+    session_key: str | None = field(repr=False)
+    sso_issuer: str
+    sso_client_secret: str | None = field(repr=False)
+    secrets: SecretStore | None = None
+    connectors: Connectors | None = None
+    version: str = field(default_factory=app_version)
+    extras: dict[str, Any] = field(default_factory=dict)
+    database_url: str | None = field(default=None, repr=False)
+    previous_session_key: str | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def ready(self) -> bool:
+        """The app's own secrets have been read at least once."""
+        return bool(self.engine is not None and self.session_key and self.sso_client_secret)
+
+    def refresh_secrets(self) -> bool:
+        """Re-read the session key, client secret and database URL (cached; may call Vault).
+
+        Raises SecretUnavailable when one cannot be served. Returns True when a new database
+        engine was made (first read, or the URL was rotated): the caller creates the tables.
+        """
+        store = self.secrets
+        key = store.get("session-key")
+        client_secret = store.get("sso-client-secret")
+        url = store.get("database-url")
+        if self.manifest.stage == "production" and url.startswith("sqlite"):
+            raise SecretUnavailable("database-url", "SQLite; production needs PostgreSQL")
+        with self._lock:
+            if key != self.session_key:
+                if self.session_key:
+                    log.warning("session key rotated: sessions signed with the old key stay valid")
+                self.previous_session_key, self.session_key = self.session_key, key
+            self.sso_client_secret = client_secret
+            if url == self.database_url and self.engine is not None:
+                return False
+            engine = db.make_engine(db.with_driver(url))
+            old, self.engine, self.database_url = self.engine, engine, url
+            self.sessionmaker.configure(bind=self.engine)
+        if old is not None:
+            log.warning("database URL changed (rotated): new connections use it")
+            old.dispose()
+        return True
+
+    def close(self) -> None:
+        if self.connectors is not None:
+            self.connectors.close()
+        if self.engine is not None:
+            self.engine.dispose()
+
+
+def build_runtime(
+    settings: Settings | None = None, manifest: Manifest | None = None, *, defer_secrets=False
+) -> Runtime:
+    """The Runtime for one app. With `defer_secrets` (the web app), Vault being unreachable at
+    start-up is not fatal: the app starts and answers 503 until the secrets can be read."""
+    settings = settings or Settings.from_env()
+    manifest = manifest or load_manifest(settings.manifest_path)
+    for notice in manifest.notices:
+        log.warning(notice)
+    try:
+        refs = secret_store.declared(manifest)
+    except ValueError as exc:
+        raise ConfigError(f"microapp.yaml: {exc}") from None
+    problems = secret_store.config_problems(manifest, refs) + connectors_mod.spec_problems(manifest)
+    if problems:
+        raise ConfigError("microapp.yaml: " + "; ".join(problems) + ".")
+    problems = production_problems(settings, manifest, refs)
+    if problems:
+        raise ConfigError(
+            "microapp.yaml says stage: production, but "
+            + "; ".join(problems)
+            + ". Configure the production services (docs/how-to/go-to-production.md and "
+            "docs/how-to/secrets-and-connectors.md)."
+        )
+    issuer = settings.sso_issuer or manifest.sso_issuer
+    try:
+        store = secret_store.build_store(settings, manifest, refs)
+    except SecretError as exc:
+        raise ConfigError(f"Vault settings: {exc}") from None
+    if not settings.session_key:
+        store.fallbacks["session-key"] = secrets.token_urlsafe(32)
+        if store.refs.get("session-key") is None or store.backend == "dev":
+            log.warning("MICROAPP_SESSION_KEY not set: throw-away key, sign-ins end on restart")
+    if not settings.sso_client_secret and is_local_url(issuer):
+        store.fallbacks["sso-client-secret"] = LOCAL_CLIENT_SECRET
+    audit_log = AuditLog(
+        app_id=manifest.app_id, sinks=[JsonlChainSink(settings.audit_file, settings.audit_fsync)]
+    )
+    rt = Runtime(
+        settings=settings,
+        manifest=manifest,
+        engine=None,
+        sessionmaker=db.make_sessionmaker(None),
+        audit_log=audit_log,
+        session_key=None,
+        sso_issuer=issuer,
+        sso_client_secret=None,
+        secrets=store,
+        connectors=Connectors(
+            manifest, store, ratelimit_storage_url=settings.ratelimit_storage_url
+        ),
+    )
+    try:
+        rt.refresh_secrets()
+    except SecretUnavailable as exc:
+        ref = store.refs.get(exc.name)
+        from_vault = store.backend == "vault" and ref is not None and ref.scheme == "vault"
+        if exc.name == "sso-client-secret" and not from_vault:
+            raise ConfigError(
+                f"MICROAPP_SSO_CLIENT_SECRET is not set: the identity provider {issuer} needs "
+                "the client secret registered for this app."
+            ) from None
+        if not (defer_secrets and from_vault) or "SQLite" in exc.reason:
+            raise ConfigError(f"cannot start: {exc}") from None
+        log.error("secrets unavailable at start-up: 503 until Vault answers", error=str(exc))
+    return rt
+
+
+@contextmanager
+def bound(rt: Runtime):
+    """Inside this block `audit.record`, `secret()` and `connector()` use `rt` (commands, tests)."""
+    token = audit.bind(rt.audit_log)
+    secrets_token = secret_store.bind(rt.secrets)
+    connectors_token = connectors_mod.bind(rt.connectors)
+    try:
+        yield rt
+    finally:
+        connectors_mod.unbind(connectors_token)
+        secret_store.unbind(secrets_token)
+        audit.unbind(token)
+
+
+@contextmanager
+def runtime(settings: Settings | None = None, manifest: Manifest | None = None):
+    """For commands outside the web app: a Runtime with its audit log, secrets and connectors
+    bound (`audit.record`, `secret()`, `connector()` work inside the block) and tables made.
+
+        with runtime() as rt:          # Settings from the environment, microapp.yaml
+            purge_old_requests(rt)
+    """
+    rt = build_runtime(settings, manifest)
+    db.Model.metadata.create_all(rt.engine)
+    try:
+        with bound(rt):
+            yield rt
+    finally:
+        rt.close()

@@ -1,0 +1,146 @@
+"""OpenTelemetry traces and metrics, and structured logs that carry trace ids.
+
+Configured by the standard OTEL_* variables: with OTEL_EXPORTER_OTLP_ENDPOINT set, spans and
+metrics go over OTLP/HTTP; OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER may be `console` or
+`none` (the default when no endpoint is set); OTEL_SDK_DISABLED=true turns everything off.
+Export runs in background threads, so a collector that is down never fails a request.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+from guardrails._version import __version__
+
+
+def resource_for(manifest, app_version: str) -> Resource:
+    """Resource attributes that let the fleet be read from telemetry alone."""
+    return Resource.create(
+        {
+            "service.name": manifest.app_id,
+            "service.version": app_version,
+            "deployment.environment.name": manifest.stage,
+            "microapp.kind": manifest.kind,
+            "microapp.owner": manifest.owner,
+            "microapp.team": manifest.team,
+            "microapp.risk_tier": manifest.risk_tier,
+            "microapp.guardrails.version": __version__,
+        }
+    )
+
+
+def _endpoint(base: str | None, signal: str) -> str | None:
+    # Per the OTLP spec, the base endpoint gets /v1/<signal>; signal-specific variables
+    # (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, ...) are read by the exporter itself when base is unset.
+    return f"{base}/v1/{signal}" if base else None
+
+
+def _span_exporter(name: str, base: str | None):
+    if name == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(endpoint=_endpoint(base, "traces"), timeout=5)
+    if name == "console":
+        return ConsoleSpanExporter(out=sys.stderr)
+    return None
+
+
+def _metric_exporter(name: str, base: str | None):
+    if name == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        return OTLPMetricExporter(endpoint=_endpoint(base, "metrics"), timeout=5)
+    if name == "console":
+        return ConsoleMetricExporter(out=sys.stderr)
+    return None
+
+
+class Telemetry:
+    """Providers for one app; `instrument(app)` wires FastAPI, `shutdown()` flushes."""
+
+    def __init__(self, settings, manifest, app_version: str):
+        self.enabled = not settings.otel_disabled
+        resource = resource_for(manifest, app_version)
+        self.tracer_provider = TracerProvider(resource=resource)
+        span_exporter = (
+            _span_exporter(settings.otel_traces_exporter, settings.otlp_endpoint)
+            if self.enabled
+            else None
+        )
+        if span_exporter is not None:
+            self.tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+        readers = []
+        metric_exporter = (
+            _metric_exporter(settings.otel_metrics_exporter, settings.otlp_endpoint)
+            if self.enabled
+            else None
+        )
+        if metric_exporter is not None:
+            readers.append(PeriodicExportingMetricReader(metric_exporter))
+        self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        self.tracer = self.tracer_provider.get_tracer("guardrails", __version__)
+        self.meter = self.meter_provider.get_meter("guardrails", __version__)
+        self.audit_events = self.meter.create_counter(
+            "microapp.audit.events", description="Audit events written, by action and result"
+        )
+        if self.enabled and not isinstance(trace.get_tracer_provider(), TracerProvider):
+            trace.set_tracer_provider(self.tracer_provider)  # for libraries that use the global
+            metrics.set_meter_provider(self.meter_provider)
+
+    def instrument(self, app) -> None:
+        if not self.enabled:
+            return
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=self.tracer_provider,
+            meter_provider=self.meter_provider,
+            excluded_urls="healthz,static/.*",
+            # One server span per request: the ASGI "http send" / "http receive" child spans
+            # (two or three per request) only repeated the server span's status code, and cost
+            # a quarter of the instrumentation's time (make bench, docs/performance.md).
+            exclude_spans=["receive", "send"],
+        )
+
+    def shutdown(self) -> None:
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def _add_trace_ids(_logger, _name, event_dict):
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict["trace_id"] = format(ctx.trace_id, "032x")
+        event_dict["span_id"] = format(ctx.span_id, "016x")
+    return event_dict
+
+
+def configure_logging(log_format: str = "console") -> None:
+    """structlog for app and guardrails logs: JSON in production, readable on a laptop."""
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _add_trace_ids,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

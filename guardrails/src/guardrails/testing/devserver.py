@@ -1,0 +1,129 @@
+"""`make dev`: the local sign-in service (oidc-provider-mock) plus the app, on this machine.
+
+Demo users come from microapp.yaml: one per role, e.g. approver@example.com holding the first
+group of `sso.roles.approver`. The provider requires a nonce and accepts any client secret
+(the app uses a fixed local one); it does not check the PKCE verifier, which is why the app's
+tests assert what the app sends. The app runs with auto-reload so edits to src/ show at once.
+
+A kind that needs more on a laptop (demo data, a demo API) says so in the owner's
+`app/dev.py`: a context manager `services(var_dir, manifest)` that starts them and yields the
+environment variables the app needs (e.g. the demo database URL); `make dev` runs it first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import werkzeug.serving
+from oidc_provider_mock import User as IdpUser
+from oidc_provider_mock import app as idp_app
+
+from guardrails.core.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    email: str
+    name: str
+    groups: tuple[str, ...]
+    role: str
+
+    def claims(self) -> IdpUser:
+        return IdpUser(
+            sub=self.email,
+            claims={"email": self.email, "name": self.name, "groups": list(self.groups)},
+        )
+
+
+def demo_users(manifest: Manifest) -> list[DemoUser]:
+    """One demo user per role declared in the manifest, holding that role's first group."""
+    return [
+        DemoUser(
+            email=f"{role}@example.com",
+            name=f"Demo {role.replace('-', ' ').title()}",
+            groups=(groups[0],),
+            role=role,
+        )
+        for role, groups in manifest.roles.items()
+    ]
+
+
+@contextlib.contextmanager
+def run_idp(manifest: Manifest, port: int = 0, host: str = "localhost"):
+    """Serve the local OIDC provider in a thread; yields its issuer URL."""
+    wsgi = idp_app(require_nonce=True, user_claims=[u.claims() for u in demo_users(manifest)])
+    server = werkzeug.serving.make_server(host, port, wsgi, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="dev-idp", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+def dev_session_key(var_dir: Path = Path("var")) -> str:
+    """A session key kept in var/ (git-ignored) so sign-ins survive auto-reloads."""
+    path = var_dir / "dev-session-key"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@contextlib.contextmanager
+def app_services(var_dir: Path, manifest: Manifest):
+    """Run the owner's `app.dev.services(var_dir, manifest)` if the app has one; yields its
+    variables."""
+    try:
+        dev = importlib.import_module("app.dev")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("app.dev", "app"):
+            raise  # app/dev.py exists but imports something missing: say so
+        yield {}
+        return
+    with dev.services(var_dir, manifest) as env:
+        yield dict(env)
+
+
+def run_dev(manifest: Manifest, port: int, idp_port: int, reload: bool) -> None:
+    import uvicorn
+
+    if manifest.stage == "production":
+        raise SystemExit("make dev is for laptops: microapp.yaml says stage: production.")
+    with contextlib.ExitStack() as stack:
+        try:
+            issuer = stack.enter_context(run_idp(manifest, port=idp_port))
+        except OSError as exc:
+            raise SystemExit(
+                f"Cannot start the local sign-in service on port {idp_port}: {exc}. "
+                "Stop whatever uses it, or run: make dev IDP_PORT=9401"
+            ) from None
+        for name, value in stack.enter_context(app_services(Path("var"), manifest)).items():
+            os.environ.setdefault(name, value)
+        os.environ["MICROAPP_SSO_ISSUER"] = issuer
+        os.environ.setdefault("MICROAPP_BASE_URL", f"http://localhost:{port}")
+        os.environ.setdefault("MICROAPP_SESSION_KEY", dev_session_key())
+        bar = "-" * 72
+        print(bar)
+        print(f"  {manifest.name}: http://localhost:{port}   (Ctrl-C stops everything)")
+        print(f"  Local sign-in service: {issuer}  - pick a demo user there:")
+        for user in demo_users(manifest):
+            print(f"    {user.email:<28} role {user.role:<12} group {user.groups[0]}")
+        print(bar, flush=True)
+        uvicorn.run(
+            "app.main:build",
+            factory=True,
+            host="127.0.0.1",
+            port=port,
+            reload=reload,
+            reload_dirs=["src"] if reload else None,
+            log_level="info",
+        )

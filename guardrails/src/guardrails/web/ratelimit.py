@@ -1,0 +1,60 @@
+"""Per-user rate limits for routes: `Depends(limit_per_user("export", per_minute=5))`.
+
+A moving one-minute window per (limit name, user), kept per app (guardrails.core.ratelimit).
+A refused request gets a 429 page saying when to try again and is audited
+(`ratelimit.exceeded`, result `denied`). The counts live in this process unless
+RATELIMIT_STORAGE_URL names a shared storage (e.g. Redis), which several workers then share.
+"""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import Depends, HTTPException, Request
+
+from guardrails.auditing.log import audit
+from guardrails.core.ratelimit import RateLimiter
+from guardrails.web.sso import User, require_user
+
+
+def limit_per_user(name: str, per_minute: int):
+    """Dependency: the signed-in user may pass `per_minute` times a minute; then 429.
+
+    The counts belong to the running app (app.state), so two apps never share them.
+    """
+
+    async def dependency(request: Request, user: User = Depends(require_user)) -> User:
+        state = request.app.state
+        windows = getattr(state, "rate_limits", None)
+        if windows is None:
+            windows = state.rate_limits = {}
+        window = windows.get(name)
+        if window is None:
+            gr = state.guardrails
+            window = windows.setdefault(
+                name,
+                RateLimiter(
+                    per_minute,
+                    storage_url=gr.settings.ratelimit_storage_url,
+                    namespace=f"{gr.manifest.app_id}:user-limit:{name}",
+                ),
+            )
+        wait = window.take(user.id)
+        if wait:
+            seconds = max(1, math.ceil(wait))
+            audit.record(
+                "ratelimit.exceeded",
+                result="denied",
+                resource=("limit", name),
+                metadata={"per_minute": per_minute, "path": request.url.path},
+            )
+            raise HTTPException(
+                429,
+                f"You have reached the limit of {per_minute} per minute for this action. "
+                f"Please try again in {seconds} second{'s' if seconds != 1 else ''}.",
+                headers={"Retry-After": str(seconds)},
+            )
+        return user
+
+    dependency.__name__ = f"limit_{name}"
+    return dependency

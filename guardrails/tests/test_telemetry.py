@@ -1,0 +1,89 @@
+"""Traces reach an OTLP/HTTP collector.
+
+No OpenTelemetry collector runs here, so a small local HTTP server stands in for one: it
+accepts OTLP/HTTP protobuf posts on /v1/traces and /v1/metrics, as the collector does, and the
+test decodes them with the official protobuf definitions (opentelemetry-proto).
+"""
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from guardrails.core.runtime import build_runtime
+from guardrails.testing import login, serve, test_settings
+
+from .conftest import tiny_app
+
+
+class Collector(BaseHTTPRequestHandler):
+    received: list[tuple[str, bytes]] = []
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["content-length"]))
+        type(self).received.append((self.path, body))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def collector():
+    Collector.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_spans_reach_the_collector_with_fleet_attributes(tmp_path, idp, manifest, demo, collector):
+    settings = test_settings(
+        tmp_path,
+        idp,
+        otel_disabled=False,
+        otel_traces_exporter="otlp",
+        otel_metrics_exporter="none",
+        otlp_endpoint=collector,
+    )
+    runtime = build_runtime(settings, manifest)
+    with serve(tiny_app, runtime) as live:
+        with live.client() as client:
+            login(client, live, demo["admin"])
+            client.get(f"{live.url}/")
+        live.app.state.guardrails.telemetry.tracer_provider.force_flush()
+    deadline = time.monotonic() + 10
+    while not any(p == "/v1/traces" for p, _ in Collector.received):
+        assert time.monotonic() < deadline, "no spans arrived"
+        time.sleep(0.1)
+    spans, resource = [], {}
+    for path, body in Collector.received:
+        if path != "/v1/traces":
+            continue
+        request = ExportTraceServiceRequest.FromString(body)
+        for rs in request.resource_spans:
+            resource = {a.key: a.value for a in rs.resource.attributes}
+            spans += [s for ss in rs.scope_spans for s in ss.spans]
+    assert resource["service.name"].string_value == manifest.app_id
+    assert resource["microapp.risk_tier"].int_value == manifest.risk_tier
+    assert resource["microapp.kind"].string_value == manifest.kind
+    assert resource["deployment.environment.name"].string_value == manifest.stage
+    assert any(s.name.startswith("GET /") for s in spans)
+
+
+def test_a_down_collector_never_fails_a_request(tmp_path, idp, manifest, demo):
+    settings = test_settings(
+        tmp_path,
+        idp,
+        otel_disabled=False,
+        otel_traces_exporter="otlp",
+        otel_metrics_exporter="none",
+        otlp_endpoint="http://127.0.0.1:9",
+    )
+    with serve(tiny_app, build_runtime(settings, manifest)) as live, live.client() as client:
+        login(client, live, demo["admin"])
+        assert client.get(f"{live.url}/").status_code == 200

@@ -1,0 +1,102 @@
+"""App-wide behaviour: headers, health, errors, stages."""
+
+import dataclasses
+
+import httpx
+import pytest
+
+from guardrails.core.runtime import build_runtime
+from guardrails.core.settings import ConfigError, Settings
+from guardrails.testing import login, serve
+
+from .conftest import tiny_app
+
+
+def test_health_needs_no_sign_in(guarded, manifest):
+    health = httpx.get(f"{guarded.url}/healthz")
+    assert health.status_code == 200
+    body = health.json()
+    assert body["status"] == "ok" and body["app_id"] == manifest.app_id
+    assert body["guardrails_version"]
+
+
+def test_security_headers_and_request_id(guarded):
+    answer = httpx.get(f"{guarded.url}/healthz", headers={"x-request-id": "abc-123"})
+    assert answer.headers["x-request-id"] == "abc-123"
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    odd = httpx.get(f"{guarded.url}/healthz", headers={"x-request-id": "<script>"})
+    assert odd.headers["x-request-id"] != "<script>"
+
+
+def test_pages_redirect_to_sign_in_and_apis_answer_401(guarded):
+    page = httpx.get(f"{guarded.url}/?a=1", headers={"accept": "text/html"})
+    assert page.status_code == 303 and page.headers["location"] == "/login?next=%2F%3Fa%3D1"
+    both = httpx.get(f"{guarded.url}/?a=1&b=2", headers={"accept": "text/html"})
+    assert both.headers["location"] == "/login?next=%2F%3Fa%3D1%26b%3D2"  # b is not lost
+    api = httpx.get(f"{guarded.url}/")
+    assert api.status_code == 401 and api.headers["www-authenticate"] == "Bearer"
+
+
+def test_unknown_page_is_a_friendly_404(guarded):
+    answer = httpx.get(f"{guarded.url}/no-such-page", headers={"accept": "text/html"})
+    assert answer.status_code == 404 and "Not found" in answer.text
+
+
+def test_action_is_refused_when_audit_cannot_be_written(runtime, demo):
+    with serve(tiny_app, runtime) as live, live.client() as client:
+        login(client, live, demo["admin"])
+        token = client.get(f"{live.url}/").json()["csrf"]
+        live.audit_file.unlink()
+        live.audit_file.mkdir()  # a directory where the log was: every append now fails
+        answer = client.post(f"{live.url}/change", data={"csrf_token": token})
+    assert answer.status_code == 503
+    assert "could not be recorded in the audit log" in answer.text
+
+
+def test_production_refuses_laptop_fallbacks(tmp_path, manifest):
+    raw = {**manifest.raw, "lifecycle": {**manifest.raw["lifecycle"], "stage": "production"}}
+    prod = dataclasses.replace(manifest, raw=raw)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/x.db",
+        base_url="http://app.local",
+        sso_issuer="http://localhost:9400",
+    )
+    with pytest.raises(ConfigError) as refused:
+        build_runtime(settings, prod)
+    message = str(refused.value)
+    for expected in (
+        "SQLite",
+        "local sign-in service",
+        "not https",
+        "MICROAPP_SESSION_KEY",
+        "MICROAPP_SSO_CLIENT_SECRET",
+    ):
+        assert expected in message
+
+
+def test_settings_come_from_the_environment():
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://db/app",
+            "MICROAPP_BASE_URL": "https://app.example.com/",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+        }
+    )
+    assert settings.database_url == "postgresql://db/app"
+    assert settings.base_url == "https://app.example.com" and settings.secure_cookies
+    assert settings.otel_traces_exporter == "otlp"
+    assert settings.otlp_endpoint == "http://collector:4318"
+    assert Settings.from_env({}).otel_traces_exporter == "none"
+
+
+def test_sign_in_is_refused_when_it_cannot_be_audited(runtime, demo):
+    with serve(tiny_app, runtime) as live, live.client() as client:
+        live.audit_file.parent.mkdir(parents=True, exist_ok=True)
+        live.audit_file.mkdir()  # the log cannot be written
+        form = client.get(f"{live.url}/login")
+        answer = client.post(str(form.url), data={"sub": demo["admin"]})
+        assert answer.status_code == 503
+        home = client.get(f"{live.url}/", follow_redirects=False)
+        assert home.status_code == 303  # still signed out
