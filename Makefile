@@ -59,8 +59,11 @@ demo: wheelhouse ## Generate a demo approval app from this working tree into dem
 	$(MAKE) -C $(DEMO_DIR) setup WHEELHOUSE=$(WHEELHOUSE) UV=$(abspath $(UV))
 	$(MAKE) -C $(DEMO_DIR) dev
 
-test: setup ## Run every test: SDK, render matrix, validators, generated apps, updates, end-to-end
+test: setup ## Run every test: the SDK's suite, then renders, validators, generated apps, updates, e2e
 	$(BIN)/ruff check .
+	@echo "==> [1/2] the guardrails SDK's own suite (guardrails/tests), once"
+	cd guardrails && ../$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@echo "==> [2/2] the template's tests (tests/)"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup ## Only the tests that build no app environment (no `make setup` in an app)

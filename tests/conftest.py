@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,6 +103,47 @@ def rendered(copie_session) -> dict[str, Path]:
         assert result.exit_code == 0, result.exception
         out[name] = result.project_dir
     return out
+
+
+def working_tree_files(root: Path = REPO) -> list[str]:
+    """Tracked and new (not ignored) files of `root`: what a commit would hold."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    names = {f for f in listed.split("\0") if f}
+    return sorted(f for f in names if (root / f).is_symlink() or (root / f).is_file())
+
+
+def snapshot(dst: Path, root: Path = REPO) -> Path:
+    """Copy this working tree (symlinks kept, nothing git-ignored) into `dst`."""
+    for rel in working_tree_files(root):
+        src, target = root / rel, dst / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            target.symlink_to(src.readlink())
+        else:
+            shutil.copy2(src, target)
+    return dst
+
+
+def pytest_configure(config):
+    """pytest-copie renders a plain snapshot of the working tree: copier then skips the git
+    clone and commit it makes of a dirty repository, which halves the cost of each copy.
+    Tests that need git (versions, `_commit`) use REPO itself."""
+    if getattr(config.option, "template", None) and Path(config.option.template).resolve() == REPO:
+        folder = Path(tempfile.mkdtemp(prefix="microapp-template-"))
+        config.option.template = str(snapshot(folder / "microapp-templates"))
+        config._microapp_snapshot = folder
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_microapp_snapshot", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def progress(message: str) -> None:

@@ -20,11 +20,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 MKDOCS = Path(sys.executable).parent / "mkdocs"
 
-pytestmark = pytest.mark.skipif(
-    not MKDOCS.exists(),
-    reason=f"mkdocs is not installed next to {sys.executable} (add mkdocs-material to the "
-    "dev dependencies and run `make setup`)",
-)
+pytestmark = [
+    pytest.mark.slow,  # four site builds: make test runs them, make test-fast does not
+    pytest.mark.skipif(
+        not MKDOCS.exists(),
+        reason=f"mkdocs is not installed next to {sys.executable} (add mkdocs-material to the "
+        "dev dependencies and run `make setup`)",
+    ),
+]
 
 
 def build(config: Path, site: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -52,7 +52,8 @@ def test_a_fourth_kind_is_one_folder_and_one_choice_line(tmp_path):
     for rel, text in MINIMAL.items():
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_text(text.removeprefix("\n"))
-    os.symlink(os.readlink(KINDS / 'approval/files/{{ "." }}'), folder / 'files/{{ "." }}')
+    for link in ('{{ "." }}', "{{ _copier_conf.answers_file }}.jinja"):
+        os.symlink(os.readlink(KINDS / "approval/files" / link), folder / "files" / link)
     copier_yml = tpl / "copier.yml"
     text = copier_yml.read_text()
     anchor = '    "dashboard: read-only pages over a database'
@@ -96,6 +97,8 @@ def test_each_kind_folder_is_complete():
             assert (folder / rel).is_file(), f"{folder.name}: {rel}"
         link = folder / 'files/{{ "." }}'
         assert link.is_symlink() and link.resolve() == (REPO / "templates").resolve()
+        answers = folder / "files/{{ _copier_conf.answers_file }}.jinja"
+        assert answers.resolve() == (REPO / "partials/copier-answers.yml.jinja").resolve()
         assert (folder / "files/src/app/main.py").is_file()
 
 

@@ -198,10 +198,9 @@ def test_only_tier_1_may_be_auto_promoted(base):
 
 
 @pytest.mark.parametrize(
-    ("kind", "writes", "classification", "pii", "access", "external"),
+    ("writes", "classification", "pii", "access", "external"),
     list(
         itertools.product(
-            ["dashboard", "approval", "incident-helper"],
             [False, True],
             ["public", "internal", "restricted", "regulated"],
             [False, True],
@@ -211,11 +210,11 @@ def test_only_tier_1_may_be_auto_promoted(base):
     ),
 )
 def test_rego_accepts_exactly_the_tier_python_computes(
-    base, kind, writes, classification, pii, access, external
+    base, writes, classification, pii, access, external
 ):
+    """The kind plays no part (the policies never read it: see the test below)."""
     data = {
         **base,
-        "kind": kind,
         "data": {**base["data"], "classification": classification, "pii": pii, "writes": writes},
         "connectors": [{**HTTP_OK, "access": access, "external": external}],
     }

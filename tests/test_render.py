@@ -11,8 +11,10 @@ import pathspec
 import pytest
 import yaml
 from copier import run_copy
+from jinja2 import FileSystemLoader
+from jinja2.sandbox import SandboxedEnvironment
 
-from .conftest import DEFAULTS, REPO, SECOND, copier_config
+from .conftest import ANSWER_SETS, DEFAULTS, REPO, SECOND, copier_config
 
 EXPECTED = [
     "microapp.yaml",
@@ -125,7 +127,12 @@ def test_second_answer_set_lands_verbatim(rendered):
     assert data["name"] == SECOND["app_name"]
     assert data["description"] == SECOND["description"]
     assert data["support"]["contact"] == SECOND["support_channel"]
-    assert data["data"] == {"classification": "restricted", "pii": True, "retention_days": 30}
+    assert data["data"] == {
+        "classification": "restricted",
+        "pii": True,
+        "writes": True,
+        "retention_days": 30,
+    }
     assert data["risk_tier"] == 3
     assert data["sso"]["issuer"] == SECOND["sso_issuer"]
     assert data["sso"]["client_id"] == SECOND["sso_client_id"]
@@ -141,12 +148,17 @@ def test_second_answer_set_lands_verbatim(rendered):
     assert project["description"] == SECOND["description"]
 
 
-def test_answers_file_records_answers_but_not_computed_values(rendered):
+def test_answers_file_records_answers_but_not_computed_values(rendered, tmp_path):
     answers = yaml.safe_load((rendered["second"] / ".copier-answers.yml").read_text())
     assert answers["app_id"] == "purchase-approvals" and answers["handles_pii"] is True
-    assert "_commit" in answers and "_src_path" in answers
-    for computed in ("risk_tier", "created_on", "expires_on"):
+    assert "_src_path" in answers
+    for computed in ("risk_tier", "created_on", "expires_on", "guardrails_version"):
         assert computed not in answers
+    # From a git repository, copier also records the version (the commit or tag) it rendered.
+    worker = run_copy(
+        str(REPO), tmp_path / "app", data=SECOND, defaults=True, quiet=True, vcs_ref="HEAD"
+    )
+    assert "_commit" in yaml.safe_load((Path(worker.dst_path) / ".copier-answers.yml").read_text())
 
 
 def test_owner_files_are_protected_and_template_files_are_not(rendered):
@@ -188,25 +200,60 @@ def test_no_trust_needed_to_copy(tmp_path):
     assert (Path(worker.dst_path) / "microapp.yaml").exists()
 
 
+def render_manifest(answers: dict) -> dict:
+    """microapp.yaml as copier renders it for `answers`, in-process: every question's default
+    and the computed values from copier.yml, then the shared manifest template with the kind's
+    fragment, through Jinja with copier's filters (milliseconds, not a copier run)."""
+    env = SandboxedEnvironment(
+        loader=FileSystemLoader(str(REPO)),
+        extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"],
+    )
+    cast = {"int": int, "bool": lambda v: str(v).lower() in ("true", "yes", "1"), "str": str}
+    context: dict = {}
+    for key, question in copier_config().items():
+        if key.startswith("_") or not isinstance(question, dict):
+            continue
+        if key in answers:
+            context[key] = answers[key]
+        elif "default" in question:
+            default = question["default"]
+            if isinstance(default, str):
+                default = env.from_string(default).render(context)
+            context[key] = cast[question.get("type", "str")](default)
+    return yaml.safe_load(env.get_template("templates/microapp.yaml.jinja").render(context))
+
+
 @pytest.mark.parametrize(
     ("kind", "classification", "pii", "external"),
-    [
-        *itertools.product(
-            ["approval", "dashboard"], ["public", "internal", "restricted"], [False, True], [False]
-        ),
-        *itertools.product(
-            ["incident-helper"], ["internal", "regulated"], [False, True], [False, True]
-        ),
-    ],
+    list(
+        itertools.product(
+            sorted(p.name for p in (REPO / "kinds").iterdir() if p.is_dir()),
+            ["public", "internal", "restricted", "regulated"],
+            [False, True],
+            [False, True],
+        )
+    ),
 )
-def test_copy_time_and_run_time_risk_tiers_agree(copie, kind, classification, pii, external):
-    answers = {**DEFAULTS, "kind": kind, "data_classification": classification, "handles_pii": pii}
-    if kind == "incident-helper":
-        answers["incident_api_external"] = external
-    result = copie.copy(extra_answers=answers)
-    assert result.exit_code == 0, result.exception
-    data = yaml.safe_load((result.project_dir / "microapp.yaml").read_text())
-    assert data["risk_tier"] == risk_tier(data)
+def test_copy_time_and_run_time_risk_tiers_agree(kind, classification, pii, external):
+    """The tier copier writes into microapp.yaml is the one guardrails.core.rules computes
+    from that same manifest, for every kind and answer that moves it."""
+    data = render_manifest(
+        {
+            **DEFAULTS,
+            "kind": kind,
+            "data_classification": classification,
+            "handles_pii": pii,
+            "incident_api_external": external,
+        }
+    )
+    assert data["risk_tier"] == risk_tier(data), data
+
+
+def test_the_in_process_render_is_what_copier_renders(rendered):
+    """The shortcut above renders exactly what copier does, for every answer set."""
+    for name, answers in ANSWER_SETS.items():
+        copied = yaml.safe_load((rendered[name] / "microapp.yaml").read_text())
+        assert render_manifest(answers) == copied, name
 
 
 def test_each_kind_gets_its_tier_roles_and_connector(rendered):

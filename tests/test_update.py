@@ -10,7 +10,6 @@ The template's real history is cloned into a temporary repository and tagged:
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import yaml
 from copier import run_copy, run_update
 from copier.errors import UnsafeTemplateError
 
-from .conftest import DEFAULTS, REPO, progress, run, setup_app
+from .conftest import DEFAULTS, REPO, progress, run, setup_app, snapshot
 
 pytestmark = pytest.mark.slow
 MARKERS = re.compile(r"^(<<<<<<<|>>>>>>>) ", re.MULTILINE)
@@ -36,23 +35,10 @@ def commit_all(cwd: Path, message: str) -> None:
     git(cwd, "-c", "core.hooksPath=/dev/null", "commit", "-q", "--allow-empty", "-m", message)
 
 
-def working_tree_files() -> list[str]:
-    """Tracked and new (not ignored) files of this repository: what a commit would hold."""
-    listed = git(REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
-    names = {f for f in listed.split("\0") if f}
-    return sorted(f for f in names if (REPO / f).is_symlink() or (REPO / f).is_file())
-
-
 def snapshot_working_tree(tpl: Path) -> None:
     """Make `tpl` hold exactly this working tree (deleted files gone, symlinks kept)."""
     git(tpl, "rm", "-rq", "--ignore-unmatch", ".")
-    for rel in working_tree_files():
-        src, dst = REPO / rel, tpl / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_symlink():
-            dst.symlink_to(src.readlink())
-        else:
-            shutil.copy2(src, dst)
+    snapshot(tpl)
 
 
 @pytest.fixture(scope="module")
