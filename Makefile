@@ -83,6 +83,13 @@ clean: ## Remove .venv, .tools, .wheelhouse, site/ and demo/
 docs: setup ## Build the documentation into site/ (strict: a broken link or anchor fails)
 	MICROAPP_DOCS_REQUIRE_SOURCES=1 NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+INDEX_URL ?=
+publish: setup ## Upload the guardrails wheel and sdist to a PEP 503 index: make publish INDEX_URL=<upload URL>
+	@test -n "$(INDEX_URL)" || { echo "usage: make publish INDEX_URL=https://<index>/<upload path>/ (credentials: UV_PUBLISH_TOKEN, or UV_PUBLISH_USERNAME and UV_PUBLISH_PASSWORD)"; exit 2; }
+	rm -rf dist/guardrails
+	$(UV) build --out-dir dist/guardrails guardrails
+	$(UV) publish --publish-url "$(INDEX_URL)" dist/guardrails/*
+
 hashes: setup ## Rewrite templates/.microapp/FILES.sha256 after changing a template-owned file
 	$(BIN)/python -m guardrails drift --write templates
 

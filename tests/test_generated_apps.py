@@ -1,8 +1,12 @@
 """Each rendered app, set up as its owner would (`make setup`), passes its own checks and tests."""
 
+import json
+import re
+import tomllib
+
 import pytest
 
-from .conftest import run
+from .conftest import GUARDRAILS, run
 
 pytestmark = pytest.mark.slow
 
@@ -46,3 +50,38 @@ def test_retention_purge_command_runs(set_up, tmp_path):
     }
     out = run(["make", "purge"], cwd=app, env=env).stdout
     assert "purged 0 archived request(s) older than 365 days" in out
+
+
+def sdk_version() -> str:
+    text = (GUARDRAILS / "src/guardrails/_version.py").read_text()
+    return re.search(r'__version__ = "([^"]+)"', text)[1]
+
+
+def test_uv_lock_pins_the_guardrails_exactly_with_hashes(set_up):
+    lock = tomllib.loads((set_up["defaults"] / "uv.lock").read_text())
+    (sdk,) = [p for p in lock["package"] if p["name"] == "microapp-guardrails"]
+    assert sdk["version"] == sdk_version()
+    assert all(w["hash"].startswith("sha256:") for w in sdk["wheels"])
+
+
+def test_the_sbom_names_the_guardrails_version(set_up):
+    """One scanner query over the fleet's SBOMs finds every app on a given SDK release."""
+    app = set_up["dashboard"]
+    run(["make", "sbom"], cwd=app, timeout=600)
+    sbom = json.loads((app / "sbom.cdx.json").read_text())
+    versions = {c["name"]: c.get("version") for c in sbom["components"]}
+    assert versions["microapp-guardrails"] == sdk_version()
+
+
+def test_drift_catches_a_patched_sdk_in_site_packages(set_up):
+    app = set_up["incident-helper"]
+    installed = next((app / ".venv/lib").glob("python3*/site-packages/guardrails/core/rules.py"))
+    original = installed.read_text()
+    try:
+        installed.write_text(original + "\n# patched by hand\n")
+        drift = run(["make", "drift"], cwd=app, check=False)
+        assert drift.returncode != 0 and "guardrails/core/rules.py" in drift.stderr
+        assert "make setup" in drift.stderr
+    finally:
+        installed.write_text(original)
+    assert run(["make", "drift"], cwd=app).returncode == 0

@@ -7,6 +7,7 @@ the normal default index, so the local index is added in front of it, never inst
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -103,8 +104,9 @@ def test_the_wheel_carries_its_data_files_and_no_tests(wheel):
 
 def test_the_sdk_is_published_and_installs_from_the_index(wheel, index, tmp_path):
     url, packages = index
-    run(UV, "publish", "--publish-url", f"{url}/", "-u", "ci", "-p", "ci", wheel)
-    assert (packages / wheel.name).is_file()
+    credentials = {"UV_PUBLISH_USERNAME": "ci", "UV_PUBLISH_PASSWORD": "ci"}
+    run("make", "publish", f"INDEX_URL={url}/", cwd=REPO, env={**os.environ, **credentials})
+    assert (packages / wheel.name).is_file()  # the wheel `make publish` built is the same one
 
     venv = tmp_path / "venv"
     run(UV, "venv", venv, "--python", sys.executable)

@@ -1,10 +1,20 @@
 """The drift check names every template-owned file that was edited, removed or added, and a
 vendored copy of the guardrails left over from template versions before 1.0."""
 
+from importlib import metadata
+
 import pytest
 
 from guardrails.cli import drift
 from guardrails.cli import main as cli
+
+LOCK = """version = 1
+
+[[package]]
+name = "microapp-guardrails"
+version = "{version}"
+source = {{ registry = "https://packages.example.com/simple" }}
+"""
 
 
 @pytest.fixture
@@ -17,6 +27,7 @@ def app(tmp_path):
         "policy/microapp.rego": "package microapp.policy\n",
         "policy/data/allowed-connectors.json": "{}\n",
         "src/app/main.py": "# owner code: not covered\n",
+        "uv.lock": LOCK.format(version=metadata.version("microapp-guardrails")),
     }
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +41,15 @@ def test_a_fresh_app_has_not_drifted(app, capsys):
     assert "src/app/main.py" not in drift.read_list(app)
     assert cli(["drift", str(app)]) == 0
     assert "5 template-owned files unchanged" in capsys.readouterr().out
+
+
+def test_the_installed_sdk_must_be_the_locked_one(app, capsys):
+    (app / "uv.lock").write_text(LOCK.format(version="0.0.1"), "utf-8")
+    assert cli(["drift", str(app)]) == 1
+    assert "uv.lock pins 0.0.1: run `make setup`" in capsys.readouterr().err
+    (app / "uv.lock").unlink()
+    assert cli(["drift", str(app)]) == 1
+    assert "uv.lock is missing" in capsys.readouterr().err
 
 
 def test_every_kind_of_drift_is_named(app, capsys):
