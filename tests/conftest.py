@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -161,20 +164,55 @@ def wheelhouse(tmp_path_factory) -> Path:
     return out
 
 
-def setup_app(app: Path, wheelhouse: Path) -> None:
-    """`make setup` in a generated app, as its owner would, with the guardrails from `wheelhouse`
-    (uv's cache is shared, so the second app onward installs in seconds)."""
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def package_index(wheelhouse) -> Iterator[str]:
+    """A real package index (pypiserver, PEP 503) serving the wheelhouse: what the company
+    index is to apps. Locked from an index, uv.lock records the SDK's URL and hashes."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(port)),
+            *("--disable-fallback", "--log-stream", "none", str(wheelhouse)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/simple/"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail("the local package index (pypiserver) did not start")
+            time.sleep(0.2)
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def setup_app(app: Path, index: str) -> None:
+    """`make setup` in a generated app, as its owner would, with the guardrails from the
+    package index `index` (uv's cache is shared: the second app onward installs in seconds)."""
     run(
-        ["make", "setup", f"PYTHON={sys.executable}", f"WHEELHOUSE={wheelhouse}", f"UV={UV}"],
+        ["make", "setup", f"PYTHON={sys.executable}", f"PACKAGE_INDEX={index}", f"UV={UV}"],
         cwd=app,
         timeout=900,
     )
 
 
 @pytest.fixture(scope="session")
-def set_up(rendered, wheelhouse) -> dict[str, Path]:
+def set_up(rendered, package_index) -> dict[str, Path]:
     """The rendered apps after `make setup` (uv.lock, .venv, git init, hooks)."""
     for number, (name, path) in enumerate(rendered.items(), start=1):
         progress(f"make setup in the {name} app ({number}/{len(rendered)})")
-        setup_app(path, wheelhouse)
+        setup_app(path, package_index)
     return rendered

@@ -42,6 +42,9 @@ from .conftest import DEFAULTS
         ({"kind": "incident-helper", "incident_provider": "opsgenie"}, "incident_provider", ""),
         ({"admin_groups": "admins,,x"}, "admin_groups", "separated by commas"),
         ({"ci_provider": "jenkins"}, "ci_provider", ""),
+        ({"package_index": "http://packages.example.com/simple"}, "package_index", "https://"),
+        ({"package_index": "https://x.example.com/simple\n"}, "package_index", "https://"),
+        ({"package_index": "https://x.example.com/{{ 7 }}"}, "package_index", "https://"),
     ],
 )
 def test_bad_answer_is_refused(copie, answers, question, message):
@@ -64,6 +67,7 @@ def test_bad_answer_is_refused(copie, answers, question, message):
         {"requester_groups": "a, b.c, d_e, cn:staff"},
         {"retention_days": 1, "expiry_days": 7},
         {"retention_days": 3650, "expiry_days": 730},
+        {"package_index": "https://packages.example.com:8443/repository/pypi-internal/simple"},
     ],
 )
 def test_good_edge_answers_are_accepted(copie, answers):

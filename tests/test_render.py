@@ -90,8 +90,11 @@ def test_no_app_vendors_the_guardrails(rendered):
         assert not (app / "src/guardrails").exists() and not (app / "tests/guardrails").exists()
         project = tomllib.loads((app / "pyproject.toml").read_text())
         assert f"microapp-guardrails~={version}" in project["project"]["dependencies"]
-        assert f"microapp-guardrails[testing]~={version}" in project["dependency-groups"]["dev"]
-        assert not [f for f in files(app) if f.endswith(".py") and "guardrails" in Path(f).parts]
+        dev = project["project"]["optional-dependencies"]["dev"]
+        assert f"microapp-guardrails[testing]~={version}" in dev
+        mine = [f for f in files(app) if not f.startswith(".venv/")]
+        assert not [f for f in mine if f.endswith(".py") and "guardrails" in Path(f).parts]
+        assert project["tool"]["setuptools"]["packages"]["find"]["where"] == ["src"]
 
 
 def test_rendered_text_has_no_leftover_template_markers(rendered):
@@ -143,9 +146,18 @@ def test_second_answer_set_lands_verbatim(rendered):
     created = dt.date.fromisoformat(data["lifecycle"]["created"])
     expires = dt.date.fromisoformat(data["lifecycle"]["expires"])
     assert (expires - created).days == 30
-    project = tomllib.loads((app / "pyproject.toml").read_text())["project"]
-    assert project["name"] == "purchase-approvals"
-    assert project["description"] == SECOND["description"]
+    pyproject = tomllib.loads((app / "pyproject.toml").read_text())
+    assert pyproject["project"]["name"] == "purchase-approvals"
+    assert pyproject["project"]["description"] == SECOND["description"]
+    assert "index" not in pyproject["tool"].get("uv", {})  # none asked: the machine decides
+
+
+def test_the_company_index_answer_goes_to_uv(copie):
+    url = "https://packages.example.org/pypi/simple"
+    result = copie.copy(extra_answers={**DEFAULTS, "package_index": url})
+    assert result.exit_code == 0, result.exception
+    pyproject = tomllib.loads((result.project_dir / "pyproject.toml").read_text())
+    assert pyproject["tool"]["uv"]["index"] == [{"name": "company", "url": url}]
 
 
 def test_answers_file_records_answers_but_not_computed_values(rendered, tmp_path):

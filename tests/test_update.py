@@ -126,7 +126,7 @@ def owner_edits(app: Path) -> None:
     commit_all(app, "Owner edits")
 
 
-def test_update_from_the_vendored_layout_to_the_package(versions, tmp_path, wheelhouse):
+def test_update_from_the_vendored_layout_to_the_package(versions, tmp_path, package_index):
     app = copy_app(versions, tmp_path / "app", "v0.2.0")
     assert (app / "src/guardrails/FILES.sha256").exists()  # the old, vendored layout
     owner_edits(app)
@@ -150,7 +150,7 @@ def test_update_from_the_vendored_layout_to_the_package(versions, tmp_path, whee
     assert answers["_commit"] == "v1.0.1"
 
     progress("make setup, check and test in the updated app")
-    setup_app(app, wheelhouse)
+    setup_app(app, package_index)
     run(["make", "check"], cwd=app)
     tests = run(["make", "test"], cwd=app, timeout=900)
     assert "passed" in tests.stdout and " failed" not in tests.stdout
