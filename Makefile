@@ -111,11 +111,11 @@ release: ## Tag a template release: make release VERSION=x.y.z (docs/how-to/rele
 	@echo "Tagged v$(VERSION). Publish it with: git push origin v$(VERSION)"
 
 # ---------------------------------------------------------------------- benchmarks
-# Not part of `make test`. QUICK=1: fewer runs, shorter loads (about 3 minutes).
-# TESTS=1 adds `make test` by phase (as long as `make test`); PROFILE=1 profiles the guarded app
+# Not part of `make test`. About 11 minutes; QUICK=1: fewer runs, shorter loads (about 4).
+# TESTS=1 adds make test-fast and make test by module; PROFILE=1 profiles the guarded app
 # under load with py-spy; BENCH_ARGS passes anything else (python bench/run.py --help).
 .PHONY: bench
 BENCH_ARGS ?=
-bench: setup ## Benchmarks: copy, update, guardrail overhead vs baselines (docs/performance.md)
+bench: setup ## Benchmarks: copy, update, CLI, app setup/test, guardrail overhead vs anchors (docs/performance.md)
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick) $(if $(TESTS),--tests) \
 	  $(if $(PROFILE),--profile) $(BENCH_ARGS)

@@ -71,7 +71,7 @@ BareItem = _item_columns(BareModel)
 
 def bare() -> FastAPI:
     """Plain FastAPI: same routes, same SQLite settings, no guardrails at all."""
-    from guardrails.db import make_engine, make_sessionmaker  # same engine settings (WAL, ...)
+    from guardrails.core.db import make_engine, make_sessionmaker  # same engine settings (WAL...)
 
     engine: Engine = make_engine(os.environ["DATABASE_URL"])
     BareModel.metadata.create_all(engine)
@@ -125,9 +125,9 @@ class TimedSink:
 def guarded() -> FastAPI:
     """The generated app as production builds it (environment-configured), plus bench routes."""
     from app.main import build  # the kind's own app: every guardrail and the owner's routes
-    from guardrails import User, audit, db_session, require_user
-    from guardrails.db import Model
-    from guardrails.web import csrf_token
+    from guardrails.web.app import csrf_token  # internal: the bench echoes it as a browser does
+
+    from guardrails import Model, User, audit, db_session, require_user
 
     item = _item_columns(Model)
     app = build()

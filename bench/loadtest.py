@@ -1,9 +1,11 @@
 """Guardrail overhead under load: a generated app vs a bare FastAPI app (run by bench/run.py).
 
-Runs with the generated app's virtual environment (it imports guardrails). It starts, all on
-127.0.0.1: the local OIDC provider (guardrails.devserver.run_idp), a small OTLP/HTTP receiver,
-then each app in turn under uvicorn (same settings for both), signs in to the guarded one
-through the real redirects (guardrails.testing.login), and drives each route with a load
+Runs with the generated app's virtual environment (.venv, made by the app's `make setup`: it
+imports guardrails from the installed microapp-guardrails[testing]). It starts, all on 127.0.0.1:
+the local OIDC provider (guardrails.testing.devserver.run_idp), a small OTLP/HTTP receiver,
+then each app in turn under uvicorn (same settings for both; an app with its own .venv runs
+with it), signs in to the guarded one through the real redirects (guardrails.testing.login),
+and drives each route with a load
 generator in another process (wrk if installed, else bench/loadgen.py). Every load run is
 bounded by a request count and a duration. Prints one JSON document after `LOADTEST-JSON `.
 """
@@ -124,8 +126,9 @@ def start_server(name: str, factory: str, app_dir: Path, work: Path, env: dict) 
     port = free_port()
     log = work / f"{name}.log"
     env = {**env, "MICROAPP_BASE_URL": f"http://{HOST}:{port}"}
+    own = app_dir / ".venv" / "bin" / "python"  # the app's own environment, if it has one
     command = [
-        sys.executable,
+        str(own) if own.exists() else sys.executable,
         "-m",
         "uvicorn",
         factory,
@@ -224,8 +227,7 @@ def run_load(
 
 def sign_in(server: Server, manifest) -> tuple[str, str, str]:
     """A real sign-in through the local provider; returns (cookie header, csrf, user)."""
-    from guardrails.devserver import demo_users
-    from guardrails.testing import login
+    from guardrails.testing import demo_users, login
 
     user = demo_users(manifest)[0].email
     with httpx.Client(follow_redirects=True, timeout=15, headers={"accept": "text/html"}) as c:
@@ -273,7 +275,7 @@ def summary_ms(seconds: list[float]) -> dict:
 def audit_isolated(work: Path, samples: int) -> dict:
     """`JsonlChainSink.append` and `AuditLog.record` timed alone (no load, no web server)."""
     import structlog
-    from guardrails.audit import AuditLog, JsonlChainSink
+    from guardrails.auditing.log import AuditLog, JsonlChainSink
 
     structlog.configure(
         processors=[
@@ -356,8 +358,9 @@ def profile(args, server: Server, route: str, cookie: str, body: str, out: Path)
 def _bucket(file: str) -> str:
     """A frame's component: guardrails module, third-party package, or stdlib module."""
     path = file.replace("\\", "/")
-    if "/guardrails/" in path:
-        return "guardrails." + Path(path).stem
+    if "/guardrails/" in path:  # the installed package: guardrails.<subpackage>.<module>
+        inside = path.rsplit("/guardrails/", 1)[1].removesuffix(".py").replace("/", ".")
+        return "guardrails." + inside.removesuffix(".__init__")
     if "site-packages/" in path:
         return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
     if path.endswith("/apps.py"):
@@ -534,8 +537,8 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the provider's access log
     sys.path.insert(0, str(args.app_dir / "src"))
 
-    from guardrails.devserver import run_idp
-    from guardrails.manifest import load_manifest
+    from guardrails.core.manifest import load_manifest
+    from guardrails.testing.devserver import run_idp
 
     manifest = load_manifest(args.app_dir / "microapp.yaml")
     env = {
