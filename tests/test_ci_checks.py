@@ -63,6 +63,21 @@ def test_gitlab_pipeline_matches_the_schema(ci_apps):
     )
 
 
+def test_renovate_config_matches_renovates_schema_and_would_catch_a_bad_manager(ci_apps, tmp_path):
+    """Renovate's published JSON schema (vendored by check-jsonschema): an unknown manager name
+    such as `gitlab-ci` (Renovate's is `gitlabci`) made Renovate refuse the whole file."""
+    config = ci_apps["github"] / "renovate.json"
+    run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.renovate", str(config)], REPO)
+    bad = tmp_path / "renovate.json"
+    bad.write_text(config.read_text().replace('"gitlabci"', '"gitlab-ci"'))
+    caught = run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.renovate", str(bad)],
+        REPO,
+        check=False,
+    )
+    assert caught.returncode != 0 and "'gitlab-ci' is not one of" in caught.stdout
+
+
 def test_zizmor_finds_nothing_and_would_catch_an_unpinned_action(ci_apps, tmp_path):
     app = ci_apps["github"]
     clean = run([str(BIN / "zizmor"), "--offline", "."], cwd=app, check=False)

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from .conftest import GUARDRAILS, run
+from .conftest import GUARDRAILS, UV, run
 
 pytestmark = pytest.mark.slow
 
@@ -85,3 +85,16 @@ def test_drift_catches_a_patched_sdk_in_site_packages(set_up):
     finally:
         installed.write_text(original)
     assert run(["make", "drift"], cwd=app).returncode == 0
+
+
+def test_the_production_image_gets_no_test_kit(set_up):
+    """What the Dockerfile installs (uv export of the lock without the dev extra): the SDK
+    without its testing extra, so no fake Vault, OAuth server or sign-in service ships."""
+    app = set_up["defaults"]
+    dockerfile = (app / "Dockerfile").read_text()
+    export = re.search(r"uv export ([^>]+) >", dockerfile)[1].split()
+    listed = run([UV, "export", *export], cwd=app).stdout
+    assert f"microapp-guardrails=={sdk_version()}" in listed
+    for test_only in ("oidc-provider-mock", "pytest", "regopy", "werkzeug"):
+        assert f"\n{test_only}==" not in listed, test_only
+    assert "microapp-guardrails[testing]" not in listed
