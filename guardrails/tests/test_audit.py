@@ -2,6 +2,7 @@
 
 import json
 import multiprocessing
+import types
 
 import pytest
 
@@ -12,10 +13,10 @@ from guardrails.auditing.log import (
     AuditError,
     AuditLog,
     JsonlChainSink,
-    _log,
     verify_file,
 )
 from guardrails.cli import main
+from guardrails.core import context
 
 
 def make_log(path):
@@ -40,7 +41,7 @@ def test_events_are_chained(tmp_path):
 def test_trail_of_one_resource_newest_first_skipping_a_damaged_line(tmp_path):
     path = tmp_path / "audit.jsonl"
     log = make_log(path)
-    token = _log.set(log)
+    token = context.bind(types.SimpleNamespace(audit_log=log))  # an app with only its audit log
     try:
         assert audit_trail(("incident", "INC1")) == []  # no file yet
         log.record("incident.acknowledge", resource=("incident", "INC1"))
@@ -50,7 +51,7 @@ def test_trail_of_one_resource_newest_first_skipping_a_damaged_line(tmp_path):
             fh.write('{"resource":{"type":"incident","id":"INC1"}, "act')
         trail = audit_trail(("incident", "INC1"))
     finally:
-        _log.reset(token)
+        context.unbind(token)
     assert [e["action"] for e in trail] == ["incident.escalate", "incident.acknowledge"]
 
 

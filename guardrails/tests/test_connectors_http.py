@@ -56,11 +56,10 @@ def runtime_for(tmp_path, idp, manifest, vault, api, **overrides):
     settings = test_settings(
         tmp_path, idp, vault=VaultSettings(addr=vault.url, token=vault.root_token())
     )
-    rt = build_runtime(settings, dataclasses.replace(manifest, raw=raw))
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    rt.connectors.tracer = provider.get_tracer("test")
+    rt = build_runtime(settings, dataclasses.replace(manifest, raw=raw), tracer_provider=provider)
     rt.extras["spans"] = exporter
     return rt
 

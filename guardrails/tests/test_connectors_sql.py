@@ -91,13 +91,14 @@ def rt(tmp_path, idp, manifest, hr_url):
         "connectors": connectors,
     }
     environ = {"MICROAPP_SECRET_HR_DB_URL": hr_url, "HR_ADMIN_URL": hr_url}
-    runtime = build_runtime(
-        test_settings(tmp_path, idp, environ=environ), dataclasses.replace(manifest, raw=raw)
-    )
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    runtime.connectors.tracer = provider.get_tracer("test")
+    runtime = build_runtime(
+        test_settings(tmp_path, idp, environ=environ),
+        dataclasses.replace(manifest, raw=raw),
+        tracer_provider=provider,
+    )
     runtime.extras["spans"] = exporter
     with bound(runtime):
         yield runtime
@@ -132,22 +133,22 @@ def test_hash_masking_is_stable_and_keyed(rt):
 
 
 def test_roles_in_unmasked_for_see_clear_text(rt):
-    from guardrails.auditing.log import Actor, RequestInfo, audit
+    from guardrails.core.context import Actor, RequestInfo, set_request, unbind
 
     hr = connector("hr-db")
     hr.unmasked_for = frozenset({"pii-reader"})
     sql = "SELECT email FROM staff WHERE id = :id"
     for roles, expected in (((), "j***@example.com"), (("viewer",), "j***@example.com")):
-        token = audit.set_request(RequestInfo(actor=Actor(id="u@example.com", roles=roles)))
+        token = set_request(RequestInfo(actor=Actor(id="u@example.com", roles=roles)))
         try:
             assert hr.query(sql, id=1)[0]["email"] == expected
         finally:
-            audit.reset_request(token)
-    token = audit.set_request(RequestInfo(actor=Actor(id="r@example.com", roles=("pii-reader",))))
+            unbind(token)
+    token = set_request(RequestInfo(actor=Actor(id="r@example.com", roles=("pii-reader",))))
     try:
         assert hr.query(sql, id=1)[0]["email"] == "jane.doe@example.com"
     finally:
-        audit.reset_request(token)
+        unbind(token)
 
 
 def test_read_only_connector_refuses_and_audits_writes(rt):

@@ -86,3 +86,11 @@ def test_caches_do_not_count(app):
     cache.mkdir()
     (cache / "x.cpython-311.pyc").write_bytes(b"\0")
     assert drift.check(app).clean
+
+
+def test_uv_lock_is_parsed_once(app, monkeypatch, capsys):
+    parsed = []
+    loads = drift.tomllib.loads
+    monkeypatch.setattr(drift.tomllib, "loads", lambda text: parsed.append(1) or loads(text))
+    assert drift.main([str(app)]) == 0
+    assert len(parsed) == 1

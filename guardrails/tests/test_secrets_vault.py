@@ -35,9 +35,9 @@ def vault(clock):
         yield server
 
 
-def store_for(vault, clock, ttl=300.0, **settings):
-    client = VaultClient(VaultSettings(addr=vault.url, **settings), clock=clock)
-    return SecretStore({"hr-db-url": REF}, vault=client, ttl=ttl, clock=clock)
+def store_for(vault, clock, ttl=300.0, tracer=None, **settings):
+    client = VaultClient(VaultSettings(addr=vault.url, **settings), clock=clock, tracer=tracer)
+    return SecretStore({"hr-db-url": REF}, vault=client, ttl=ttl, clock=clock, tracer=tracer)
 
 
 def test_token_auth_reads_kv2_and_looks_the_token_up(vault, clock):
@@ -218,8 +218,8 @@ def test_reads_are_traced_without_the_value(vault, clock):
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    store = store_for(vault, clock, ttl=60, token=vault.root_token())
-    store.tracer = store.vault.tracer = provider.get_tracer("test")
+    tracer = provider.get_tracer("test")
+    store = store_for(vault, clock, ttl=60, tracer=tracer, token=vault.root_token())
     with log_text() as logs:
         store.get("hr-db-url")
         store.get("hr-db-url")

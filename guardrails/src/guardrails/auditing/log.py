@@ -11,7 +11,6 @@ database transaction rolls back and the user gets a 503 - the action is never do
 
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 import fcntl
 import hashlib
@@ -26,6 +25,8 @@ from typing import Any, Protocol
 import structlog
 from opentelemetry import trace
 
+from guardrails.core.context import Actor, RequestInfo, current_request, current_runtime
+
 GENESIS = "0" * 64
 RESULTS = ("success", "denied", "failure")
 log = structlog.get_logger("guardrails.auditing")
@@ -33,29 +34,6 @@ log = structlog.get_logger("guardrails.auditing")
 
 class AuditError(RuntimeError):
     """An audit event could not be written; the action it describes must not happen."""
-
-
-@dataclass(frozen=True)
-class Actor:
-    id: str
-    roles: tuple[str, ...] = ()
-
-
-@dataclass
-class RequestInfo:
-    """What the current request contributes to every event (set by guardrails.web)."""
-
-    request_id: str | None = None
-    source_ip: str | None = None
-    actor: Actor | None = None
-
-
-_request: contextvars.ContextVar[RequestInfo | None] = contextvars.ContextVar(
-    "guardrails_audit_request", default=None
-)
-_log: contextvars.ContextVar[AuditLog | None] = contextvars.ContextVar(
-    "guardrails_audit_log", default=None
-)
 
 
 def canonical(event: dict[str, Any]) -> str:
@@ -142,7 +120,7 @@ class AuditLog:
         """Write one event to every sink; raise AuditError if any sink fails."""
         if result not in RESULTS:
             raise ValueError(f"result must be one of {RESULTS}, not {result!r}")
-        info = _request.get() or RequestInfo()
+        info = current_request() or RequestInfo()
         who = actor or info.actor or Actor(id="anonymous")
         span = trace.get_current_span().get_span_context()
         now = dt.datetime.now(dt.UTC)
@@ -169,25 +147,14 @@ class AuditLog:
 
 
 class _AuditFacade:
-    """`guardrails.audit`: records through the AuditLog bound to the running app or command."""
-
-    def bind(self, log_: AuditLog) -> contextvars.Token:
-        return _log.set(log_)
-
-    def unbind(self, token: contextvars.Token) -> None:
-        _log.reset(token)
-
-    def set_request(self, info: RequestInfo) -> contextvars.Token:
-        return _request.set(info)
-
-    def reset_request(self, token: contextvars.Token) -> None:
-        _request.reset(token)
+    """`guardrails.audit`: records through the audit log of the app running here (the Runtime
+    bound in guardrails.core.context by the web app, `runtime()` or `bound()`)."""
 
     def record(self, action: str, **kwargs: Any) -> dict[str, Any]:
-        current = _log.get()
-        if current is None:
+        rt = current_runtime()
+        if rt is None:
             raise AuditError("no audit log is bound: call guardrails.create_app() or runtime()")
-        return current.record(action, **kwargs)
+        return rt.audit_log.record(action, **kwargs)
 
 
 audit = _AuditFacade()

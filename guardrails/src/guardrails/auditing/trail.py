@@ -10,13 +10,14 @@ import json
 from collections import deque
 from typing import Any
 
-from guardrails.auditing.log import JsonlChainSink, _log
+from guardrails.auditing.log import JsonlChainSink
+from guardrails.core.context import current_runtime
 
 
 def trail(resource: tuple[str, Any], limit: int = 50) -> list[dict[str, Any]]:
     """The last `limit` events about `resource` (type, id), newest first."""
-    log = _log.get()
-    sinks = [s for s in (log.sinks if log else []) if isinstance(s, JsonlChainSink)]
+    rt = current_runtime()
+    sinks = [s for s in (rt.audit_log.sinks if rt else []) if isinstance(s, JsonlChainSink)]
     if not sinks or not sinks[0].path.exists():
         return []
     wanted = {"type": resource[0], "id": str(resource[1])}

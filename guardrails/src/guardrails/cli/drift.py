@@ -115,11 +115,11 @@ def locked_version(root: Path) -> str | None:
     return None
 
 
-def installed_problems(root: Path) -> list[str]:
-    """Is the microapp-guardrails of this interpreter the one uv.lock pins, unedited?"""
+def installed_problems(root: Path, locked: str | None) -> list[str]:
+    """Is the microapp-guardrails of this interpreter the one uv.lock pins (`locked`, from
+    `locked_version(root)`), unedited?"""
     if not (root / "uv.lock").is_file():
         return ["uv.lock is missing: run `make setup` and commit uv.lock"]
-    locked = locked_version(root)
     if locked is None:
         return [f"uv.lock does not pin {DISTRIBUTION}: run `make setup` and commit uv.lock"]
     try:
@@ -194,12 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{listed} is missing: run `copier update` to restore it.", file=sys.stderr)
         return 1
     drift = check(root, args.list)
-    problems = installed_problems(root)
+    locked = locked_version(root) if (root / "uv.lock").is_file() else None
+    problems = installed_problems(root, locked)
     for problem in problems:
         print(f"Guardrails: {problem}.", file=sys.stderr)
     if drift.clean and not problems:
         print(
-            f"Guardrails: {DISTRIBUTION} {locked_version(root)} as locked; "
+            f"Guardrails: {DISTRIBUTION} {locked} as locked; "
             f"{len(read_list(root, args.list))} template-owned files unchanged."
         )
         return 0

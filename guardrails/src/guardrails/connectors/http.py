@@ -31,7 +31,7 @@ from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
 from opentelemetry import propagate, trace
 
-from guardrails.connectors.registry import (
+from guardrails.connectors.errors import (
     ConnectorError,
     ConnectorRateLimited,
     ConnectorUnavailable,

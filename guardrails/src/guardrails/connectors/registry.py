@@ -13,64 +13,36 @@ The web app turns a ConnectorError into a page with its `status` (403, 429, 503,
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import threading
 from typing import Any
 
-import structlog
 from opentelemetry import trace
 
-from guardrails.auditing.log import audit
+from guardrails.connectors.errors import (  # the errors are part of this module's surface
+    ConnectorError,
+    ConnectorNotDeclared,
+    ConnectorRateLimited,
+    ConnectorRefused,
+    ConnectorUnavailable,
+    QueryRefused,
+    refuse,
+)
+from guardrails.core.context import current_runtime
 from guardrails.core.rules import is_secure_or_local_url
 
-log = structlog.get_logger("guardrails.connectors")
-
-
-class ConnectorError(RuntimeError):
-    """A connector call that did not happen or did not succeed; `status` is for the web page."""
-
-    status = 500
-    title = "Error"
-
-
-class ConnectorNotDeclared(ConnectorError):
-    """The code asked for a connector that microapp.yaml does not declare."""
-
-
-class ConnectorRefused(ConnectorError):
-    """The guardrails refused the call (a write on a read-only connector, another host, ...)."""
-
-    status = 403
-    title = "Not allowed"
-
-
-class QueryRefused(ConnectorError):
-    """The SQL text breaks a rule (values inline instead of parameters, several statements)."""
-
-
-class ConnectorRateLimited(ConnectorError):
-    status = 429
-    title = "Too many requests"
-
-
-class ConnectorUnavailable(ConnectorError):
-    """The system behind the connector did not answer in time (after retries)."""
-
-    status = 503
-    title = "Temporarily unavailable"
-
-
-def refuse(name: str, what: str, message: str, **metadata: Any) -> ConnectorRefused:
-    """Audit a refused call (result `denied`) and return the error to raise."""
-    audit.record(
-        f"connector.{what}",
-        result="denied",
-        resource=("connector", name),
-        metadata={"reason": message, **metadata},
-    )
-    log.warning("connector call refused", connector=name, reason=message)
-    return ConnectorRefused(message)
+__all__ = [
+    "ConnectorError",
+    "ConnectorNotDeclared",
+    "ConnectorRateLimited",
+    "ConnectorRefused",
+    "ConnectorUnavailable",
+    "Connectors",
+    "QueryRefused",
+    "connector",
+    "refuse",
+    "spec_problems",
+]
 
 
 def spec_problems(manifest) -> list[str]:
@@ -156,22 +128,9 @@ class Connectors:
             self._built.clear()
 
 
-_registry: contextvars.ContextVar[Connectors | None] = contextvars.ContextVar(
-    "guardrails_connectors", default=None
-)
-
-
-def bind(registry: Connectors) -> contextvars.Token:
-    return _registry.set(registry)
-
-
-def unbind(token: contextvars.Token) -> None:
-    _registry.reset(token)
-
-
 def connector(name: str):
     """The connector declared as `name` in microapp.yaml (SqlConnector or HttpConnector)."""
-    registry = _registry.get()
-    if registry is None:
+    rt = current_runtime()
+    if rt is None or rt.connectors is None:
         raise ConnectorError("no app is running: call connector() in a request or in runtime()")
-    return registry.get(name)
+    return rt.connectors.get(name)

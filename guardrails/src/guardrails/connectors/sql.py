@@ -33,14 +33,15 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.expression import Executable
 
-from guardrails.auditing.log import _request, audit
-from guardrails.connectors.masking import Masker
-from guardrails.connectors.registry import (
+from guardrails.auditing.log import audit
+from guardrails.connectors.errors import (
     ConnectorError,
     ConnectorUnavailable,
     QueryRefused,
     refuse,
 )
+from guardrails.connectors.masking import Masker
+from guardrails.core.context import current_request
 from guardrails.core.db import with_driver
 
 log = structlog.get_logger("guardrails.sql_connector")
@@ -243,7 +244,7 @@ class SqlConnector:
 
     def _caller_sees_clear_text(self) -> bool:
         """True only when the signed-in caller holds a role listed in `unmasked_for`."""
-        info = _request.get()
+        info = current_request()
         roles = set(info.actor.roles) if info is not None and info.actor is not None else set()
         return bool(self.unmasked_for & roles)
 

@@ -107,17 +107,13 @@ def verdicts(data: Mapping[str, Any], today: dt.date | None = None) -> dict[str,
 
 
 # ---------------------------------------------------------------------- production
-def production_problems(settings, manifest, refs: Mapping[str, Any] | None = None) -> list[str]:
+def production_problems(settings, manifest, refs: Mapping[str, Any]) -> list[str]:
     """What a production app may not use (the laptop fall-backs); empty outside production.
 
     `refs` are the declared secret references (guardrails.secrets.store.declared).
     """
     if manifest.stage != "production":
         return []
-    if refs is None:
-        from guardrails.secrets.store import declared
-
-        refs = declared(manifest)
     problems = []
     issuer = settings.sso_issuer or manifest.sso_issuer
     db_ref = refs.get("database-url")

@@ -19,21 +19,25 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from guardrails.auditing.log import AuditLog, JsonlChainSink, audit
+from guardrails.auditing.log import AuditLog, JsonlChainSink
 from guardrails.connectors import registry as connectors_mod
 from guardrails.connectors.registry import Connectors
-from guardrails.core import db
+from guardrails.core import context, db
 from guardrails.core.manifest import Manifest, load_manifest
 from guardrails.core.rules import is_local_url, production_problems
 from guardrails.core.settings import ConfigError, Settings
 from guardrails.secrets import store as secret_store
 from guardrails.secrets.store import SecretError, SecretStore, SecretUnavailable
+from guardrails.telemetry.otel import Telemetry
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = structlog.get_logger("guardrails.runtime")
 # The local sign-in service accepts any client secret; this one never leaves a laptop.
@@ -62,6 +66,7 @@ class Runtime:
     sso_client_secret: str | None = field(repr=False)
     secrets: SecretStore | None = None
     connectors: Connectors | None = None
+    telemetry: Telemetry | None = None
     version: str = field(default_factory=app_version)
     extras: dict[str, Any] = field(default_factory=dict)
     database_url: str | None = field(default=None, repr=False)
@@ -109,10 +114,20 @@ class Runtime:
 
 
 def build_runtime(
-    settings: Settings | None = None, manifest: Manifest | None = None, *, defer_secrets=False
+    settings: Settings | None = None,
+    manifest: Manifest | None = None,
+    *,
+    defer_secrets: bool = False,
+    export_telemetry: bool = True,
+    tracer_provider: TracerProvider | None = None,
 ) -> Runtime:
     """The Runtime for one app. With `defer_secrets` (the web app), Vault being unreachable at
-    start-up is not fatal: the app starts and answers 503 until the secrets can be read."""
+    start-up is not fatal: the app starts and answers 503 until the secrets can be read.
+
+    The telemetry providers are built first and handed to what they trace (secret store, Vault
+    client, connectors, audit log) in their constructors. `export_telemetry=False` (commands)
+    starts no exporter; `tracer_provider` replaces the configured one (tests).
+    """
     settings = settings or Settings.from_env()
     manifest = manifest or load_manifest(settings.manifest_path)
     for notice in manifest.notices:
@@ -133,18 +148,27 @@ def build_runtime(
             "docs/how-to/secrets-and-connectors.md)."
         )
     issuer = settings.sso_issuer or manifest.sso_issuer
-    try:
-        store = secret_store.build_store(settings, manifest, refs)
-    except SecretError as exc:
-        raise ConfigError(f"Vault settings: {exc}") from None
+    version = app_version()
+    telemetry = Telemetry(
+        settings, manifest, version, export=export_telemetry, tracer_provider=tracer_provider
+    )
+    fallbacks = {}
     if not settings.session_key:
-        store.fallbacks["session-key"] = secrets.token_urlsafe(32)
-        if store.refs.get("session-key") is None or store.backend == "dev":
+        fallbacks["session-key"] = secrets.token_urlsafe(32)
+        if refs.get("session-key") is None or not settings.vault.addr:
             log.warning("MICROAPP_SESSION_KEY not set: throw-away key, sign-ins end on restart")
     if not settings.sso_client_secret and is_local_url(issuer):
-        store.fallbacks["sso-client-secret"] = LOCAL_CLIENT_SECRET
+        fallbacks["sso-client-secret"] = LOCAL_CLIENT_SECRET
+    try:
+        store = secret_store.build_store(
+            settings, manifest, refs, tracer=telemetry.tracer, fallbacks=fallbacks
+        )
+    except SecretError as exc:
+        raise ConfigError(f"Vault settings: {exc}") from None
     audit_log = AuditLog(
-        app_id=manifest.app_id, sinks=[JsonlChainSink(settings.audit_file, settings.audit_fsync)]
+        app_id=manifest.app_id,
+        sinks=[JsonlChainSink(settings.audit_file, settings.audit_fsync)],
+        observers=[telemetry.count_audit_event],
     )
     rt = Runtime(
         settings=settings,
@@ -157,8 +181,13 @@ def build_runtime(
         sso_client_secret=None,
         secrets=store,
         connectors=Connectors(
-            manifest, store, ratelimit_storage_url=settings.ratelimit_storage_url
+            manifest,
+            store,
+            telemetry.tracer,
+            ratelimit_storage_url=settings.ratelimit_storage_url,
         ),
+        telemetry=telemetry,
+        version=version,
     )
     try:
         rt.refresh_secrets()
@@ -178,16 +207,13 @@ def build_runtime(
 
 @contextmanager
 def bound(rt: Runtime):
-    """Inside this block `audit.record`, `secret()` and `connector()` use `rt` (commands, tests)."""
-    token = audit.bind(rt.audit_log)
-    secrets_token = secret_store.bind(rt.secrets)
-    connectors_token = connectors_mod.bind(rt.connectors)
+    """Inside this block `audit.record`, `secret()` and `connector()` use `rt` (commands, tests):
+    `rt` is the current app of guardrails.core.context."""
+    token = context.bind(rt)
     try:
         yield rt
     finally:
-        connectors_mod.unbind(connectors_token)
-        secret_store.unbind(secrets_token)
-        audit.unbind(token)
+        context.unbind(token)
 
 
 @contextmanager
@@ -198,7 +224,7 @@ def runtime(settings: Settings | None = None, manifest: Manifest | None = None):
         with runtime() as rt:          # Settings from the environment, microapp.yaml
             purge_old_requests(rt)
     """
-    rt = build_runtime(settings, manifest)
+    rt = build_runtime(settings, manifest, export_telemetry=False)
     db.Model.metadata.create_all(rt.engine)
     try:
         with bound(rt):

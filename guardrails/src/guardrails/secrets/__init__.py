@@ -1,1 +1,2 @@
-"""Secrets: the store behind `secret()` (dev backend or Vault) and the Vault client."""
+"""Secrets: the store behind `secret()` (dev backend or Vault), the Vault client, their
+errors."""

@@ -17,7 +17,6 @@ Values never reach a log, a span, an audit event or an error message: those name
 
 from __future__ import annotations
 
-import contextvars
 import re
 import threading
 import time
@@ -28,7 +27,33 @@ from typing import Any
 import structlog
 from opentelemetry import trace
 
+from guardrails.core.context import current_runtime
 from guardrails.core.rules import CORE_SECRETS
+from guardrails.secrets.errors import (  # the errors are part of this module's surface
+    SecretError,
+    SecretNotDeclared,
+    SecretUnavailable,
+    VaultForbidden,
+    VaultRefused,
+    VaultUnreachable,
+)
+
+__all__ = [
+    "CORE",
+    "SecretError",
+    "SecretNotDeclared",
+    "SecretRef",
+    "SecretStore",
+    "SecretUnavailable",
+    "VaultForbidden",
+    "VaultRefused",
+    "VaultUnreachable",
+    "build_store",
+    "config_problems",
+    "declared",
+    "dev_variable",
+    "secret",
+]
 
 log = structlog.get_logger("guardrails.secrets")
 _SEGMENT = r"[A-Za-z0-9_-][A-Za-z0-9._-]*"  # no "." or ".." segments
@@ -38,35 +63,6 @@ VAULT_REF = re.compile(
 ENV_REF = re.compile(r"^env:(?P<var>[A-Z][A-Z0-9_]*)$")
 # The app's own secrets, and the setting each falls back to on a laptop.
 CORE = CORE_SECRETS
-
-
-class SecretError(RuntimeError):
-    """Base of the errors below; messages name secrets, never show values."""
-
-
-class SecretNotDeclared(SecretError):
-    """The code asked for a secret that microapp.yaml does not declare."""
-
-
-class SecretUnavailable(SecretError):
-    """The secret cannot be served now (Vault down and cache expired, or access refused)."""
-
-    def __init__(self, name: str, reason: str):
-        super().__init__(f"secret {name!r} is unavailable: {reason}")
-        self.name = name
-        self.reason = reason
-
-
-class VaultUnreachable(SecretError):
-    """Vault did not answer (network, timeout, sealed, 5xx): cached values may still serve."""
-
-
-class VaultRefused(SecretError):
-    """Vault answered no (login refused, permission denied, no such secret): fail closed."""
-
-
-class VaultForbidden(VaultRefused):
-    """HTTP 403: the token is invalid, expired or lacks the policy."""
 
 
 @dataclass(frozen=True)
@@ -285,54 +281,50 @@ def config_problems(manifest, refs: Mapping[str, SecretRef]) -> list[str]:
 
 
 def build_store(
-    settings, manifest, refs=None, *, clock: Callable[[], float] = time.monotonic
+    settings,
+    manifest,
+    refs=None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    tracer: trace.Tracer | None = None,
+    fallbacks: Mapping[str, str] | None = None,
 ) -> SecretStore:
-    """The store for one app: Vault when VAULT_ADDR is set, else the dev backend."""
+    """The store for one app: Vault when VAULT_ADDR is set, else the dev backend. `tracer`
+    (the app's telemetry) traces secret reads and Vault calls; `fallbacks` are the values of
+    the app's own secrets when neither Vault nor the settings have one (laptop defaults)."""
     refs = declared(manifest) if refs is None else refs
+    tracer = tracer or trace.get_tracer("guardrails.secrets")
     vault = None
     if settings.vault.addr:
         from guardrails.secrets.vault import VaultClient
 
-        vault = VaultClient(settings.vault, clock=clock)
-    fallbacks = {
+        vault = VaultClient(settings.vault, clock=clock, tracer=tracer)
+    configured = {
         "session-key": settings.session_key,
         "sso-client-secret": settings.sso_client_secret,
         "database-url": settings.database_url,
     }
-    store = SecretStore(
+    for name, value in (fallbacks or {}).items():
+        configured[name] = configured.get(name) or value
+    return SecretStore(
         refs,
         vault=vault,
         environ=settings.environ,
-        fallbacks=fallbacks,
+        fallbacks=configured,
         ttl=settings.secrets_ttl,
         clock=clock,
+        tracer=tracer,
     )
-    if vault is not None:
-        vault.tracer = store.tracer
-    return store
 
 
 # ---------------------------------------------------------------------- secret()
-_store: contextvars.ContextVar[SecretStore | None] = contextvars.ContextVar(
-    "guardrails_secrets", default=None
-)
-
-
-def bind(store: SecretStore) -> contextvars.Token:
-    return _store.set(store)
-
-
-def unbind(token: contextvars.Token) -> None:
-    _store.reset(token)
-
-
 def secret(name: str) -> str:
     """The current value of secret `name` (declared under `secrets:` in microapp.yaml).
 
     Call it when you need the value - do not keep it in a global: Vault may rotate it. Raises
     SecretUnavailable (the web app answers 503) when it cannot be served safely.
     """
-    store = _store.get()
-    if store is None:
+    rt = current_runtime()
+    if rt is None or rt.secrets is None:
         raise SecretError("no app is running: call secret() in a request or inside runtime()")
-    return store.get(name)
+    return rt.secrets.get(name)

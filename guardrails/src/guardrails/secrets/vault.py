@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hvac
 import hvac.exceptions as hvac_errors
@@ -27,7 +27,10 @@ import structlog
 from opentelemetry import trace
 
 from guardrails.core.settings import VaultSettings
-from guardrails.secrets.store import SecretRef, VaultForbidden, VaultRefused, VaultUnreachable
+from guardrails.secrets.errors import VaultForbidden, VaultRefused, VaultUnreachable
+
+if TYPE_CHECKING:  # the store imports this module (lazily): no import back at run time
+    from guardrails.secrets.store import SecretRef
 
 log = structlog.get_logger("guardrails.vault")
 TRANSIENT = (
@@ -58,7 +61,13 @@ def _errors(exc: hvac_errors.VaultError) -> str:
 class VaultClient:
     """One app's Vault session. Thread-safe: calls are serialised (they are rare, cached)."""
 
-    def __init__(self, settings: VaultSettings, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        settings: VaultSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        tracer: trace.Tracer | None = None,
+    ):
         if settings.auth_method not in METHODS:
             raise VaultRefused(
                 f"unknown VAULT_AUTH_METHOD {settings.auth_method!r}: "
@@ -68,7 +77,7 @@ class VaultClient:
             raise VaultRefused(f"VAULT_CACERT {settings.cacert} does not exist")
         self.settings = settings
         self.clock = clock
-        self.tracer = trace.get_tracer("guardrails.vault")
+        self.tracer = tracer or trace.get_tracer("guardrails.vault")
         self._lock = threading.RLock()
         # token="" (not None): hvac must not pick a token up from the environment or ~/.vault-token
         self._client = hvac.Client(

@@ -65,15 +65,30 @@ def _metric_exporter(name: str, base: str | None):
 
 
 class Telemetry:
-    """Providers for one app; `instrument(app)` wires FastAPI, `shutdown()` flushes."""
+    """Providers for one app, built before what they trace (secrets, Vault, connectors, the
+    audit log) and handed to those in their constructors. `instrument(app)` wires FastAPI,
+    `shutdown()` flushes.
 
-    def __init__(self, settings, manifest, app_version: str):
-        self.enabled = not settings.otel_disabled
+    With `export=False` (commands) no exporter is started and the global providers are left
+    alone, whatever the OTEL_* settings say. `tracer_provider` replaces the one built from the
+    settings (tests pass one with an in-memory exporter).
+    """
+
+    def __init__(
+        self,
+        settings,
+        manifest,
+        app_version: str,
+        *,
+        export: bool = True,
+        tracer_provider: TracerProvider | None = None,
+    ):
+        self.enabled = export and not settings.otel_disabled
         resource = resource_for(manifest, app_version)
-        self.tracer_provider = TracerProvider(resource=resource)
+        self.tracer_provider = tracer_provider or TracerProvider(resource=resource)
         span_exporter = (
             _span_exporter(settings.otel_traces_exporter, settings.otlp_endpoint)
-            if self.enabled
+            if self.enabled and tracer_provider is None
             else None
         )
         if span_exporter is not None:
@@ -95,6 +110,10 @@ class Telemetry:
         if self.enabled and not isinstance(trace.get_tracer_provider(), TracerProvider):
             trace.set_tracer_provider(self.tracer_provider)  # for libraries that use the global
             metrics.set_meter_provider(self.meter_provider)
+
+    def count_audit_event(self, event: dict) -> None:
+        """An AuditLog observer: the `microapp.audit.events` counter."""
+        self.audit_events.add(1, {"action": event["action"], "result": event["result"]})
 
     def instrument(self, app) -> None:
         if not self.enabled:

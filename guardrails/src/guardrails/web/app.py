@@ -33,14 +33,14 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardrails._version import __version__
-from guardrails.auditing.log import AuditError, RequestInfo, _log, _request, audit
-from guardrails.connectors import registry as connectors_mod
+from guardrails.auditing.log import AuditError, audit
 from guardrails.connectors.registry import ConnectorError
+from guardrails.core import context
+from guardrails.core.context import RequestInfo
 from guardrails.core.db import Model
 from guardrails.core.runtime import Runtime, build_runtime
-from guardrails.secrets import store as secret_store
 from guardrails.secrets.store import CORE, SecretUnavailable
-from guardrails.telemetry.otel import Telemetry, configure_logging
+from guardrails.telemetry.otel import configure_logging
 from guardrails.web.sessions import ServerSideSessionMiddleware, SessionStore
 from guardrails.web.sso import SSO, NotAuthenticated, session_user
 
@@ -61,7 +61,8 @@ SECURITY_HEADERS = [
 
 
 class RequestContextMiddleware:
-    """Request id, audit context and security headers for every HTTP request."""
+    """Request id, the request context (guardrails.core.context: this app's Runtime and the
+    request's info, bound once) and security headers for every HTTP request."""
 
     def __init__(self, app: ASGIApp, runtime: Runtime):
         self.app = app
@@ -76,11 +77,7 @@ class RequestContextMiddleware:
         request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
         client = scope.get("client")
         info = RequestInfo(request_id=request_id, source_ip=client[0] if client else None)
-        tokens = (_request.set(info), _log.set(self.runtime.audit_log))
-        bound = (
-            secret_store.bind(self.runtime.secrets),
-            connectors_mod.bind(self.runtime.connectors),
-        )
+        token = context.bind(self.runtime, info)
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
         async def send_wrapper(message: Message) -> None:
@@ -97,10 +94,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            connectors_mod.unbind(bound[1])
-            secret_store.unbind(bound[0])
-            _request.reset(tokens[0])
-            _log.reset(tokens[1])
+            context.unbind(token)
             structlog.contextvars.unbind_contextvars("request_id")
 
 
@@ -304,15 +298,7 @@ class Guardrails:
         self.sessionmaker = runtime.sessionmaker
         self.audit_log = runtime.audit_log
         self.sso = SSO(runtime)
-        self.telemetry = Telemetry(runtime.settings, runtime.manifest, runtime.version)
-        runtime.secrets.tracer = runtime.connectors.tracer = self.telemetry.tracer
-        if runtime.secrets.vault is not None:
-            runtime.secrets.vault.tracer = self.telemetry.tracer
-        self.audit_log.observers.append(
-            lambda e: self.telemetry.audit_events.add(
-                1, {"action": e["action"], "result": e["result"]}
-            )
-        )
+        self.telemetry = runtime.telemetry
         loaders = [FileSystemLoader(str(pages))] if pages else []
         env = Environment(
             loader=ChoiceLoader([*loaders, PackageLoader("guardrails", "templates")]),

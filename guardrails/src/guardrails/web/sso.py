@@ -24,7 +24,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from guardrails.auditing.log import Actor, _request, audit
+from guardrails.auditing.log import Actor, audit
+from guardrails.core.context import set_actor
 
 log = structlog.get_logger("guardrails.sso")
 JWKS_MAX_AGE = 300  # seconds before the provider's signing keys are fetched again
@@ -199,9 +200,8 @@ def session_user(request: Request) -> User | None:
 
 def _remember(request: Request, user: User | None) -> User | None:
     request.state.user = user
-    info = _request.get()
-    if info is not None and user is not None:
-        info.actor = user.as_actor()
+    if user is not None:
+        set_actor(user.as_actor())
     return user
 
 

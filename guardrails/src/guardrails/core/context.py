@@ -1,0 +1,88 @@
+"""The one request context of the SDK: the running app and the current request.
+
+Exactly one ContextVar holds a `Context`: the `Runtime` of the running app (its audit log, secret
+store and connectors) and, inside a web request, that request's `RequestInfo` (request id,
+source address, actor). `audit.record`, `secret()`, `connector()`, `audit_trail()`, the SQL
+connector's masking decision and the sign-in bookkeeping all read it from here.
+
+The web app binds it once per request (`bind(runtime, info)`); commands and tests bind it once
+for a block (`guardrails.core.runtime.bound(rt)`, which `runtime()` uses).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # no import at run time: core.runtime imports the modules that import this one
+    from guardrails.core.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Actor:
+    id: str
+    roles: tuple[str, ...] = ()
+
+
+@dataclass
+class RequestInfo:
+    """What the current request contributes to every audit event (set by guardrails.web)."""
+
+    request_id: str | None = None
+    source_ip: str | None = None
+    actor: Actor | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    runtime: Runtime | None = None
+    request: RequestInfo | None = None
+
+
+Token = contextvars.Token
+# The only ContextVar of the SDK; other modules use the functions below, never the variable.
+_current: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+    "guardrails_context", default=None
+)
+_NOTHING = Context()
+
+
+def current() -> Context:
+    """What is bound here: the running app and the current request (each may be None)."""
+    return _current.get() or _NOTHING
+
+
+def current_runtime() -> Runtime | None:
+    """The Runtime of the app (web request, command or test block) running here, if any."""
+    return current().runtime
+
+
+def current_request() -> RequestInfo | None:
+    """The current web request's info (None outside a request)."""
+    return current().request
+
+
+def bind(runtime: Runtime | None, request: RequestInfo | None = None) -> Token:
+    """Make `runtime` (and `request`) current until `unbind(token)`."""
+    return _current.set(Context(runtime, request))
+
+
+def unbind(token: Token) -> None:
+    _current.reset(token)
+
+
+def set_request(info: RequestInfo | None) -> Token:
+    """Make `info` the current request's info, keeping the running app; undo with `unbind`."""
+    return _current.set(replace(current(), request=info))
+
+
+def set_actor(actor: Actor) -> None:
+    """Record who the current request's caller is (after sign-in checks); no-op outside one.
+
+    The RequestInfo is updated in place: dependencies may run in another context copy (a
+    thread), and the audit events of the rest of the request must see the actor.
+    """
+    info = current().request
+    if info is not None:
+        info.actor = actor
