@@ -91,7 +91,7 @@ publish: setup ## Upload the guardrails wheel and sdist to a PEP 503 index: make
 	$(UV) publish --publish-url "$(INDEX_URL)" dist/guardrails/*
 
 hashes: setup ## Rewrite templates/.microapp/FILES.sha256 after changing a template-owned file
-	$(BIN)/python -m guardrails drift --write templates
+	$(BIN)/python -m guardrails drift --write templates $(foreach tree,$(wildcard kinds/*/files),--extended-by $(tree))
 
 release: ## Tag a template release: make release VERSION=x.y.z (docs/how-to/release-a-version.md)
 	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z"; exit 2; }

@@ -22,7 +22,8 @@ repository root:
 - audit-actions: each `audit.record(...)` call in the guardrails and kinds/*/files;
 - cli: `python -m guardrails --help` and each subcommand's `--help`;
 - file-ownership: copier.yml's `_skip_if_exists` and `_exclude`, a walk of the shared tree
-  (templates/) and of each kinds/*/files, and the drift list of guardrails/cli/drift.py.
+  (templates/) and of each kinds/*/files, and the drift list the template ships
+  (templates/.microapp/FILES.sha256).
 
 The repository layout may be in flux: a missing source gives a page section that says what is
 missing, never a crash. Set MICROAPP_DOCS_REQUIRE_SOURCES=1 to turn such a note into a mkdocs
@@ -760,14 +761,18 @@ def _function(tree: ast.Module, name: str) -> ast.FunctionDef | None:
 
 
 def drift_list() -> tuple[list[str], list[str]] | None:
-    """The files and folders `python -m guardrails drift` compares with the shipped hashes."""
-    found = _py_source("cli/drift.py")
-    if not found:
+    """The files and folders `python -m guardrails drift` compares: the list the template
+    ships (templates/.microapp/FILES.sha256, written by `make hashes` from the shared tree)."""
+    listed = ROOT / "templates" / ".microapp" / "FILES.sha256"
+    if not listed.is_file():
         return None
-    _path, tree = found
-    files = _constant(tree, "COVERED_FILES") or ()
-    dirs = _constant(tree, "COVERED_DIRS") or ()
-    return list(files), list(dirs)
+    files, dirs = [], []
+    for line in listed.read_text("utf-8").splitlines():
+        if line.startswith("# owned: "):
+            dirs.append(line.removeprefix("# owned: ").rstrip("/"))
+        elif line and not line.startswith("#"):
+            files.append(line.split("  ", 1)[1])
+    return files, dirs
 
 
 def gen_risk_tier_rules() -> str:

@@ -144,7 +144,10 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 def cmd_drift(args: argparse.Namespace) -> int:
     from guardrails.cli import drift
 
-    return drift.main([args.root, "--list", args.list, *(["--write"] if args.write else [])])
+    extra = ["--write"] if args.write else []
+    for tree in args.extended_by:
+        extra += ["--extended-by", str(tree)]
+    return drift.main([args.root, "--list", args.list, *extra])
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -205,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         "--write",
         action="store_true",
         help="write the list (the template repository's make hashes)",
+    )
+    drift.add_argument(
+        "--extended-by",
+        action="append",
+        default=[],
+        help="with --write: a tree that adds files to the shared one (each kind's files/)",
     )
     drift.set_defaults(func=cmd_drift)
 

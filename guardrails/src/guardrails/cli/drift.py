@@ -1,16 +1,19 @@
 """Guardrail drift: has a template-owned file been edited by hand?
 
 The template ships `.microapp/FILES.sha256`, the SHA-256 of every template-owned file that is
-the same in every app (the policies, the Makefile, the pre-commit config, the Dockerfile, the
-tests' conftest). `python -m guardrails drift` (part of `make check` and CI) names each file
-that differs, is missing, or was added to policy/, and says how to fix it. It also refuses a
+the same in every app (every file of its shared tree that is not a Jinja template: the
+policies, the Makefile, the pre-commit config, the Dockerfile, the contract tests, ...) and the
+folders it owns whole. `python -m guardrails drift` (part of `make check` and CI) names each
+file that differs, is missing, or was added to such a folder (a policy/data file that widens an
+allow-list, say), and says how to fix it. It also refuses a
 vendored copy of the guardrails (src/guardrails/, tests/guardrails/ from template versions
 before 1.0): the app gets them from the microapp-guardrails package, pinned in uv.lock; and it
 checks that the installed microapp-guardrails is the locked version with every file as the
 wheel's RECORD says (nothing patched in site-packages).
 
-Standard library only: the template repository runs this file as a script to write the list
-(`python -m guardrails.cli.drift --write <rendered app>`, or `--list` to choose the file).
+Standard library only. The template repository writes the list from its shared tree, the one
+home of which files the template owns (`make hashes`: `python -m guardrails drift --write
+templates --extended-by kinds/<kind>/files ...`).
 """
 
 from __future__ import annotations
@@ -25,50 +28,63 @@ from importlib import metadata
 from pathlib import Path
 
 LIST = ".microapp/FILES.sha256"
-COVERED_DIRS = ("policy", "tests/contract")
+OWNED = "# owned: "  # a list line naming a folder whose every file is template-owned
 VENDORED = ("src/guardrails", "tests/guardrails")  # copies from template versions before 1.0
-COVERED_FILES = (
-    "tests/conftest.py",
-    "tests/__init__.py",
-    "Makefile",
-    ".pre-commit-config.yaml",
-    ".secrets.baseline",
-    "Dockerfile",
-    ".dockerignore",
-)
 IGNORED_PARTS = ("__pycache__", ".pytest_cache", ".ruff_cache")
 
 
-def covered_files(root: Path) -> list[str]:
-    """Template-owned, app-independent files under `root`, as sorted POSIX paths."""
-    found = [f for f in COVERED_FILES if (root / f).is_file()]
-    for folder in COVERED_DIRS:
-        for path in (root / folder).rglob("*"):
-            rel = path.relative_to(root).as_posix()
-            if (
-                path.is_file()
-                and rel != LIST
-                and not path.name.endswith((".pyc", ".pyo"))
-                and not any(part in IGNORED_PARTS for part in path.parts)
-            ):
-                found.append(rel)
+def _files(root: Path) -> list[str]:
+    found = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root).as_posix()
+        if (
+            path.is_file()
+            and rel != LIST
+            and not path.name.endswith((".pyc", ".pyo"))
+            and not any(part in IGNORED_PARTS for part in path.parts)
+        ):
+            found.append(rel)
     return sorted(found)
+
+
+def covered_files(shared: Path) -> list[str]:
+    """The template's app-independent files: every file of the shared tree that copier copies
+    as it is (no Jinja template, no templated name). The tree is the one home of the list."""
+    return [
+        rel
+        for rel in _files(shared)
+        if not rel.endswith(".jinja") and "{{" not in rel and "{%" not in rel
+    ]
+
+
+def owned_dirs(shared: Path, covered: list[str], extended_by: list[Path]) -> list[str]:
+    """Folders of covered files that the template owns whole: nothing in them is a template
+    and no kind adds files there (`extended_by`: the kinds' trees), so any other file in such
+    a folder of an app was added by hand (e.g. policy/data/extra-allow-list.json)."""
+    folders = {str(Path(rel).parent) for rel in covered} - {"."}
+    templated = {str(Path(rel).parent) for rel in _files(shared)} - {
+        str(Path(rel).parent) for rel in covered
+    }
+    owned = []
+    for folder in sorted(folders):
+        mixed = any(t == folder or t.startswith(folder + "/") for t in templated)
+        extended = any((tree / folder).exists() for tree in extended_by)
+        if not mixed and not extended:
+            owned.append(folder)
+    return owned
 
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def compute(root: Path) -> dict[str, str]:
-    return {rel: digest(root / rel) for rel in covered_files(root)}
-
-
-def render_list(hashes: dict[str, str]) -> str:
-    lines = [f"{h}  {rel}" for rel, h in sorted(hashes.items())]
-    return (
-        "# SHA-256 of template-owned files; checked by `make check`. Do not edit.\n"
-        + "\n".join(lines)
-        + "\n"
+def render_list(shared: Path, extended_by: list[Path]) -> str:
+    """The list the template ships: each app-independent file's SHA-256, and its owned folders."""
+    covered = covered_files(shared)
+    lines = [f"{digest(shared / rel)}  {rel}" for rel in covered]
+    owned = [f"{OWNED}{folder}/" for folder in owned_dirs(shared, covered, extended_by)]
+    return "# SHA-256 of template-owned files; checked by `make check`. Do not edit.\n" + "".join(
+        f"{line}\n" for line in owned + lines
     )
 
 
@@ -79,6 +95,11 @@ def read_list(root: Path, list_path: str = LIST) -> dict[str, str]:
             value, rel = line.split("  ", 1)
             hashes[rel] = value
     return hashes
+
+
+def read_owned(root: Path, list_path: str = LIST) -> list[str]:
+    lines = (root / list_path).read_text("utf-8").splitlines()
+    return [line.removeprefix(OWNED) for line in lines if line.startswith(OWNED)]
 
 
 @dataclass
@@ -94,11 +115,20 @@ class Drift:
 
 
 def check(root: Path, list_path: str = LIST) -> Drift:
-    expected, actual = read_list(root, list_path), compute(root)
+    """Compare an app (or the shared tree itself) with the list it carries."""
+    expected = read_list(root, list_path)
+    actual = {rel: digest(root / rel) for rel in expected if (root / rel).is_file()}
+    owned = tuple(read_owned(root, list_path))
+    extra = {
+        f"{folder}{rel}"
+        for folder in owned
+        if (root / folder).is_dir()
+        for rel in _files(root / folder)
+    }
     return Drift(
         modified=sorted(r for r in expected if r in actual and actual[r] != expected[r]),
         missing=sorted(r for r in expected if r not in actual),
-        added=sorted(r for r in actual if r not in expected and r.startswith("policy/")),
+        added=sorted(r for r in extra if r not in expected),
         vendored=sorted(f"{d}/" for d in VENDORED if (root / d).is_dir()),
     )
 
@@ -181,13 +211,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", nargs="?", default=".", help="app (or templates/) folder")
     parser.add_argument("--write", action="store_true", help="write the list (template repo)")
+    parser.add_argument(
+        "--extended-by",
+        action="append",
+        default=[],
+        type=Path,
+        help="with --write: a tree that adds files to the shared one (each kind's files/)",
+    )
     parser.add_argument("--list", default=LIST, help=f"the list, relative to root ({LIST})")
     args = parser.parse_args(argv)
     root = Path(args.root)
     listed = root / args.list
     if args.write:
         listed.parent.mkdir(parents=True, exist_ok=True)
-        listed.write_text(render_list(compute(root)), "utf-8")
+        listed.write_text(render_list(root, args.extended_by), "utf-8")
         print(f"wrote {listed}")
         return 0
     if not listed.exists():
