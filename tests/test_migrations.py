@@ -425,3 +425,26 @@ def test_outside_an_app_folder(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "no microapp.yaml" in result.stderr
     assert (tmp_path / "x.py").read_text() == "from guardrails.runtime import runtime\n"
+
+
+V1_MANIFEST = """\
+schema_version: 1   # first release
+app_id: leave-requests
+support:
+  channel: "#hr-ops"   # where users ask
+  sla_hours: 16
+"""
+
+
+def test_the_0_2_0_migration_still_runs_on_its_own(tmp_path: Path) -> None:
+    """An app from before 0.2.0 crosses both migrations on its update: the 0.2.0 one first."""
+    app = tmp_path / "app"
+    write(app, "microapp.yaml", V1_MANIFEST)
+    hook = [sys.executable, str(HOOK.parent / "migrate_manifest_v2.py")]
+    first = subprocess.run(hook, cwd=app, capture_output=True, text=True, check=True)
+    text = (app / "microapp.yaml").read_text()
+    assert "schema_version: 2  # first release" in text
+    assert '  contact: "#hr-ops"   # where users ask' in text and "channel" not in text
+    assert "support.channel renamed to support.contact" in first.stdout
+    again = subprocess.run(hook, cwd=app, capture_output=True, text=True, check=True)
+    assert (app / "microapp.yaml").read_text() == text and "nothing to do" in again.stdout
