@@ -181,6 +181,7 @@ class SSO:
             client_kwargs=client_kwargs,
         )
         self._jwks: tuple[float, KeySet] | None = None
+        self.leeway = 30  # seconds of clock skew allowed on exp / nbf of bearer tokens
 
     # ------------------------------------------------------------------ the provider
     def provider_error(self, exc: BaseException, step: str) -> ProviderError:
@@ -289,7 +290,7 @@ class SSO:
                     raise
                 decoded = jwt.decode(token, await self._key_set(force=True), self.algorithms)
             jwt.JWTClaimsRegistry(
-                leeway=30,
+                leeway=self.leeway,
                 iss={"essential": True, "value": self.issuer},
                 exp={"essential": True},
                 sub={"essential": True},
@@ -299,16 +300,16 @@ class SSO:
         claims = decoded.claims
         audience = claims.get("aud")
         audiences = [audience] if isinstance(audience, str) else list(audience or [])
-        if not set(audiences) & set(self.audiences):
-            raise NotAuthenticated(
-                f"bearer token refused: its audience {audiences} is not this app's; expected "
-                f"{' or '.join(self.audiences)} (sso.audience)"
-            )
         why = self._id_token_reason(decoded.header, claims, audiences)
         if why:
             raise NotAuthenticated(
                 f"bearer token refused: it is an ID token ({why}); APIs take access tokens "
                 f"issued for the audience {' or '.join(self.audiences)}"
+            )
+        if not set(audiences) & set(self.audiences):
+            raise NotAuthenticated(
+                f"bearer token refused: its audience {audiences} is not this app's; expected "
+                f"{' or '.join(self.audiences)} (sso.audience)"
             )
         return claims
 
