@@ -118,9 +118,11 @@ def test_client_secret_post_is_enforced(certified):
     op, live = certified(auth_method="client_secret_post")  # the app still sends Basic
     with browser() as http:
         refused = op.login(http, live.url, "alice")
-    assert refused.status_code == 400 and "invalid_client" in refused.text
+    assert refused.status_code == 503 and "invalid_client" in refused.text
+    assert "sso.token_endpoint_auth_method (client_secret_basic)" in refused.text
     failure = [e for e in live.audit_events() if e["action"] == "auth.login"][-1]
     assert failure["result"] == "failure"
+    assert failure["metadata"]["reason"] == "client authentication refused"
 
     op, live = certified(
         auth_method="client_secret_post", token_endpoint_auth_method="client_secret_post"

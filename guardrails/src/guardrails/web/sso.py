@@ -364,6 +364,16 @@ class SSO:
         try:
             token = await self.client.authorize_access_token(request)
         except OAuthError as exc:
+            if exc.error in ("invalid_client", "unauthorized_client"):  # the app's set-up
+                raise ProviderError(
+                    "client authentication refused",
+                    f"the provider refused the app's client credentials ({exc.error}: "
+                    f"{exc.description}). Check the client secret (sso-client-secret) and that "
+                    "sso.token_endpoint_auth_method "
+                    f"({self.manifest.sso_token_endpoint_auth_method}) is the method registered "
+                    "for the client at the provider.",
+                    "callback",
+                ) from None
             raise self._refused(
                 exc.error, exc.description, f"Sign-in failed ({exc.error}). Please try again."
             ) from None
