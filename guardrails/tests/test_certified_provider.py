@@ -13,6 +13,7 @@ import time
 
 import httpx
 import pytest
+from joserfc.jwk import ECKey, RSAKey
 
 from guardrails.core.manifest import Manifest, validate
 from guardrails.core.runtime import build_runtime
@@ -45,9 +46,9 @@ def certified(tmp_path, manifest):
     """Start the provider and the tiny app against it: `certified(path=..., **sso)`."""
     stack = []
 
-    def start(path="", auth_method="client_secret_basic", ttl=300, **sso):
+    def start(path="", auth_method="client_secret_basic", ttl=300, jwks=None, secret=SECRET, **sso):
         base_url = f"http://localhost:{free_port()}"
-        registration = client(base_url, manifest.sso_client_id, SECRET, auth_method)
+        registration = client(base_url, manifest.sso_client_id, SECRET, auth_method, jwks)
         api_caller = client(base_url, "api-caller", SECRET)
         op = serve_oidc_provider(
             port=free_port(),
@@ -61,7 +62,7 @@ def certified(tmp_path, manifest):
         folder = tmp_path / str(len(stack))
         folder.mkdir()
         settings = test_settings(
-            folder, provider.issuer, base_url=base_url, sso_client_secret=SECRET
+            folder, provider.issuer, base_url=base_url, sso_client_secret=secret
         )
         app = serve(tiny_app, build_runtime(settings, with_sso(manifest, **sso)))
         live = app.__enter__()
@@ -129,6 +130,34 @@ def test_client_secret_post_is_enforced(certified):
     )
     with browser() as http:
         assert op.login(http, live.url, "alice").json()["user"] == "alice@example.com"
+
+
+@pytest.mark.parametrize("kind", ["RSA", "EC"])
+def test_private_key_jwt(certified, kind):
+    """The secret sso-client-secret holds the client's private key; the provider knows only the
+    public key and refuses any other key."""
+    key = RSAKey.generate_key(2048) if kind == "RSA" else ECKey.generate_key("P-256")
+    key_text = key.as_pem(private=True).decode()
+    public = {"keys": [key.as_dict(private=False)]}
+    op, live = certified(
+        auth_method="private_key_jwt",
+        jwks=public,
+        secret=key_text,
+        token_endpoint_auth_method="private_key_jwt",
+    )
+    with browser() as http:
+        assert op.login(http, live.url, "alice").json()["user"] == "alice@example.com"
+
+    other = RSAKey.generate_key(2048).as_pem(private=True).decode()
+    op, live = certified(
+        auth_method="private_key_jwt",
+        jwks=public,
+        secret=other,
+        token_endpoint_auth_method="private_key_jwt",
+    )
+    with browser() as http:
+        refused = op.login(http, live.url, "alice")
+    assert refused.status_code == 503 and "client authentication refused" in refused.text
 
 
 def test_sign_out_ends_the_provider_session_too(certified):

@@ -5,6 +5,7 @@ and an audit event, never a bare 500."""
 import copy
 import dataclasses
 import datetime as dt
+import json
 import ssl
 import threading
 
@@ -23,7 +24,7 @@ from guardrails.core.manifest import Manifest, validate
 from guardrails.core.runtime import build_runtime
 from guardrails.testing import free_port, login, serve, test_settings
 from guardrails.testing.devserver import demo_users
-from guardrails.web.sso import claim_at
+from guardrails.web.sso import claim_at, private_key
 
 from .conftest import tiny_app
 
@@ -80,6 +81,7 @@ def test_settings_are_read(manifest):
         ({"scopes": ["email", "profile"]}, "sso.scopes"),  # openid is required
         ({"scopes": ["openid", "two words"]}, "sso.scopes[1]"),
         ({"token_endpoint_auth_method": "none"}, "sso.token_endpoint_auth_method"),
+        ({"token_endpoint_auth_method": "client_secret_jwt"}, "sso.token_endpoint_auth_method"),
         ({"userinfo": "yes"}, "sso.userinfo"),
         ({"audience": []}, "sso.audience"),
         ({"roles_claim": ""}, "sso.roles_claim"),
@@ -325,3 +327,14 @@ def test_nonce_mismatch_is_a_400_page_and_audited(guarded, demo):
         assert home.status_code == 303  # still signed out
     failure = [e for e in guarded.audit_events() if e["action"] == "auth.login"][-1]
     assert failure["result"] == "failure" and "nonce" in failure["metadata"]["description"]
+
+
+def test_private_key_jwt_key_forms():
+    rsa = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+    assert private_key(rsa.as_pem(private=True).decode()).key_type == "RSA"
+    from_jwk = private_key(json.dumps(rsa.as_dict(private=True)))
+    assert from_jwk.kid == "k1" and from_jwk.is_private
+    with pytest.raises(ValueError, match="public key"):
+        private_key(rsa.as_pem(private=False).decode())
+    with pytest.raises(ValueError, match="not an RSA, EC or OKP private key"):
+        private_key("a shared secret")

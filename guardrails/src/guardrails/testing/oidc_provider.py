@@ -67,9 +67,13 @@ def client(
     client_id: str,
     secret: str = "test-client-secret",  # noqa: S107 - a test provider's client
     auth_method: str = "client_secret_basic",
+    jwks: dict | None = None,
 ) -> dict:
-    """A client registration for the app served at `app_url`."""
+    """A client registration for the app served at `app_url` (`jwks`: the public keys of a
+    private_key_jwt client)."""
+    extra = {"jwks": jwks} if jwks else {}
     return {
+        **extra,
         "client_id": client_id,
         "client_secret": secret,
         "redirect_uris": [f"{app_url}/auth/callback"],

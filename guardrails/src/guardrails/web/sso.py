@@ -14,6 +14,7 @@ document) gives a 503 page saying what to check, and an audit event.
 
 from __future__ import annotations
 
+import json
 import secrets
 import ssl
 import time
@@ -26,11 +27,12 @@ import structlog
 import truststore
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.starlette_client import OAuth
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
 from guardrails.auditing.log import Actor, audit
 from guardrails.core.context import set_actor
@@ -126,6 +128,28 @@ def _claims_to_user(claims: dict[str, Any], manifest, via: str) -> User:
     return _user(claims, _group_list(claim_at(claims, manifest.roles_claim)), manifest, via)
 
 
+def private_key(text: str) -> RSAKey | ECKey | OKPKey:
+    """A private key from PEM or JWK (JSON) text; ValueError saying why not."""
+    data: Any = text.strip()
+    if data.startswith("{"):
+        try:
+            data = json.loads(data)
+        except ValueError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from None
+    kty = data.get("kty") if isinstance(data, dict) else None
+    for cls in (RSAKey, ECKey, OKPKey):
+        if kty and cls.key_type != kty:
+            continue
+        try:
+            key = cls.import_key(data)
+        except Exception:  # noqa: BLE001, S112 - try the next key type
+            continue
+        if key.is_private:
+            return key
+        raise ValueError("it is a public key; the private key is needed")
+    raise ValueError("not an RSA, EC or OKP private key in PEM or JWK form")
+
+
 def _causes(exc: BaseException):
     seen = set()
     while exc is not None and id(exc) not in seen:
@@ -172,6 +196,13 @@ class SSO:
             "timeout": 10,
             "verify": verify,
         }
+        # private_key_jwt: the secret sso-client-secret holds the client's private key (PEM or
+        # JWK), and a signed assertion replaces the shared secret at the token endpoint.
+        self._assertion = (
+            PrivateKeyJWT()
+            if manifest.sso_token_endpoint_auth_method == "private_key_jwt"  # noqa: S105
+            else None
+        )
         self.oauth = OAuth()
         self.client = self.oauth.register(
             name="sso",
@@ -179,6 +210,7 @@ class SSO:
             client_secret=runtime.sso_client_secret,
             server_metadata_url=self.discovery_url,
             client_kwargs=client_kwargs,
+            client_auth_methods=[self._assertion] if self._assertion else None,
         )
         self._jwks: tuple[float, KeySet] | None = None
         self.leeway = 30  # seconds of clock skew allowed on exp / nbf of bearer tokens
@@ -357,9 +389,27 @@ class SSO:
         )
         return HTTPException(400, message)
 
+    def _client_credential(self) -> Any:
+        """The client secret, or with private_key_jwt the private key (both come from
+        guardrails.secrets and may have been rotated)."""
+        secret = self.runtime.sso_client_secret
+        if self._assertion is None:
+            return secret
+        try:
+            key = private_key(secret or "")
+        except ValueError as exc:
+            raise ProviderError(
+                "client key unusable",
+                "sso.token_endpoint_auth_method is private_key_jwt, so the secret "
+                f"sso-client-secret must hold the client's private key (PEM or JWK): {exc}",
+                "callback",
+            ) from None
+        self._assertion.alg = {"RSA": "RS256", "EC": "ES256", "OKP": "EdDSA"}[key.key_type]
+        self._assertion.headers = {"kid": key.kid} if key.get("kid") else None
+        return key
+
     async def callback(self, request: Request) -> Response:
-        # The client secret comes from guardrails.secrets and may have been rotated.
-        self.client.client_secret = self.runtime.sso_client_secret
+        self.client.client_secret = self._client_credential()
         meta = await self.metadata("callback")
         try:
             token = await self.client.authorize_access_token(request)
