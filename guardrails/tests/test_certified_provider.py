@@ -223,3 +223,54 @@ def test_expired_bearer_token_is_refused(certified):
     time.sleep(2.1)
     expired = _bearer(live, access["access_token"])
     assert expired.status_code == 401 and "exp" in expired.json()["detail"]
+
+
+# ---------------------------------------------------------------------- signing keys
+@pytest.mark.parametrize("alg", ["ES256", "PS256"])
+def test_es256_and_ps256_signatures(tmp_path, manifest, alg):
+    base_url = f"http://localhost:{free_port()}"
+    registration = client(
+        base_url, manifest.sso_client_id, SECRET, id_token_signed_response_alg=alg
+    )
+    with serve_oidc_provider(
+        port=free_port(),
+        clients=[registration, client(base_url, "api-caller", SECRET)],
+        users=USERS,
+        resources={API: {"scope": "api", "alg": alg}},
+        signing_algs=["RS256", alg],
+    ) as op:
+        settings = test_settings(tmp_path, op.issuer, base_url=base_url, sso_client_secret=SECRET)
+        app_manifest = with_sso(manifest, algorithms=[alg], audience=API)
+        with serve(tiny_app, build_runtime(settings, app_manifest)) as live, browser() as http:
+            assert op.login(http, live.url, "alice").json()["user"] == "alice@example.com"
+            callback = f"{live.url}/auth/callback"
+            access = op.tokens("api-caller", SECRET, "alice", callback, "openid api", API)
+            encoded = access["access_token"].split(".")[0]
+            header = json.loads(base64.urlsafe_b64decode(encoded + "=="))
+            assert header["alg"] == alg
+            assert _bearer(live, access["access_token"]).status_code == 200
+
+
+def test_provider_key_rotation_while_the_app_runs(tmp_path, manifest):
+    """The provider restarts with new signing keys (same issuer): sign-in and API tokens keep
+    working, because an unknown key id makes the app fetch the provider's keys again."""
+    base_url = f"http://localhost:{free_port()}"
+    port = free_port()
+    clients = [
+        client(base_url, manifest.sso_client_id, SECRET),
+        client(base_url, "api-caller", SECRET),
+    ]
+    options = {"clients": clients, "users": USERS, "resources": {API: {"scope": "api"}}}
+    callback = f"{base_url}/auth/callback"
+    settings = test_settings(
+        tmp_path, f"http://127.0.0.1:{port}", base_url=base_url, sso_client_secret=SECRET
+    )
+    with serve(tiny_app, build_runtime(settings, with_sso(manifest, audience=API))) as live:
+        kids = []
+        for _ in range(2):
+            with serve_oidc_provider(port=port, **options) as op, browser() as http:
+                kids.append(httpx.get(op.metadata()["jwks_uri"]).json()["keys"][0]["kid"])
+                assert op.login(http, live.url, "bob").json()["user"] == "bob@example.com"
+                access = op.tokens("api-caller", SECRET, "bob", callback, "openid api", API)
+                assert _bearer(live, access["access_token"]).status_code == 200
+    assert kids[0] != kids[1]

@@ -63,7 +63,7 @@ const provider = new Provider(config.issuer, {
           audience: indicator,
           accessTokenTTL: server.ttl || 300,
           accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: 'RS256' } },
+          jwt: { sign: { alg: server.alg || 'RS256' } },
         };
       },
     },

@@ -68,12 +68,15 @@ def client(
     secret: str = "test-client-secret",  # noqa: S107 - a test provider's client
     auth_method: str = "client_secret_basic",
     jwks: dict | None = None,
+    **metadata,
 ) -> dict:
     """A client registration for the app served at `app_url` (`jwks`: the public keys of a
-    private_key_jwt client)."""
+    private_key_jwt client; `metadata`: more client metadata, such as
+    id_token_signed_response_alg="ES256")."""
     extra = {"jwks": jwks} if jwks else {}
     return {
         **extra,
+        **metadata,
         "client_id": client_id,
         "client_secret": secret,
         "redirect_uris": [f"{app_url}/auth/callback"],
@@ -190,9 +193,10 @@ def serve_oidc_provider(
     """Run the provider at http://127.0.0.1:`port``path` (the issuer: a path such as
     /realms/corp, with a trailing '/' if `path` has one) until the block ends.
 
-    `users`: login -> claims (email, name, groups); `resources`: audience -> {scope, ttl} for
-    JWT access tokens. Raises RuntimeError with the reason when it cannot run (see
-    `unavailable()`)."""
+    `users`: login -> claims (email, name, groups); `resources`: audience -> {scope, ttl, alg}
+    for JWT access tokens; `signing_algs`: one new signing key per algorithm (RS256, PS256,
+    ES256), made at each start, so a restart on the same port rotates the provider's keys.
+    Raises RuntimeError with the reason when it cannot run (see `unavailable()`)."""
     reason = unavailable()
     if reason:
         raise RuntimeError(reason)
