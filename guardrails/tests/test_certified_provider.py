@@ -205,6 +205,27 @@ def test_bearer_api_takes_access_tokens_only(certified):
     assert _bearer(live, none).status_code == 401
 
 
+def test_api_callers_roles_come_from_their_access_token(tmp_path, manifest):
+    base_url = f"http://localhost:{free_port()}"
+    with serve_oidc_provider(
+        port=free_port(),
+        clients=[client(base_url, "api-caller", SECRET)],
+        users=USERS,
+        resources={API: {"scope": "api"}},
+        access_token_claims=["groups"],
+    ) as op:
+        settings = test_settings(tmp_path, op.issuer, base_url=base_url)
+        app_manifest = with_sso(manifest, audience=API)
+        with serve(tiny_app, build_runtime(settings, app_manifest)) as live:
+            callback = f"{base_url}/auth/callback"
+            alice = op.tokens("api-caller", SECRET, "alice", callback, "openid api", API)
+            bob = op.tokens("api-caller", SECRET, "bob", callback, "openid api", API)
+            auth = {"authorization": f"Bearer {alice['access_token']}"}
+            assert httpx.get(f"{live.url}/admin-only", headers=auth).status_code == 200
+            auth = {"authorization": f"Bearer {bob['access_token']}"}
+            assert httpx.get(f"{live.url}/admin-only", headers=auth).status_code == 403
+
+
 def test_bearer_token_for_another_audience_is_refused(certified):
     op, live = certified(audience="urn:microapp:other-api")
     callback = f"{live.url}/auth/callback"

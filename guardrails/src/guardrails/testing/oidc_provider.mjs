@@ -68,6 +68,13 @@ const provider = new Provider(config.issuer, {
       },
     },
   },
+  // access_token_claims: user claims also put into access tokens, as Keycloak's "Add to access
+  // token" or an Okta access-token claim does (API callers' roles come from their token)
+  extraTokenClaims: (ctx, token) => {
+    const user = users[token.accountId];
+    const names = (config.access_token_claims || []).filter((name) => user && name in user);
+    return names.length ? Object.fromEntries(names.map((name) => [name, user[name]])) : undefined;
+  },
   findAccount: (ctx, id) => {
     const user = users[id];
     if (!user) return undefined;

@@ -162,7 +162,13 @@ class OIDCProvider:
                     page = http.get(str(page.url.join(location)))
                     continue
                 page = self.complete_interactions(http, page, login)
-            code = httpx.URL(page.headers["location"]).params["code"]
+            answer = httpx.URL(page.headers.get("location", str(page.url))).params
+            if "code" not in answer:
+                raise RuntimeError(
+                    f"the provider sent no code: {answer.get('error')} "
+                    f"{answer.get('error_description')}"
+                )
+            code = answer["code"]
             data = {
                 "grant_type": "authorization_code",
                 "code": code,
@@ -189,6 +195,7 @@ def serve_oidc_provider(
     path: str = "",
     resources: dict[str, dict] | None = None,
     signing_algs: list[str] | None = None,
+    access_token_claims: list[str] | None = None,
 ) -> Iterator[OIDCProvider]:
     """Run the provider at http://127.0.0.1:`port``path` (the issuer: a path such as
     /realms/corp, with a trailing '/' if `path` has one) until the block ends.
@@ -196,6 +203,7 @@ def serve_oidc_provider(
     `users`: login -> claims (email, name, groups); `resources`: audience -> {scope, ttl, alg}
     for JWT access tokens; `signing_algs`: one new signing key per algorithm (RS256, PS256,
     ES256), made at each start, so a restart on the same port rotates the provider's keys.
+    `access_token_claims`: user claims also put into access tokens (such as groups).
     Raises RuntimeError with the reason when it cannot run (see `unavailable()`)."""
     reason = unavailable()
     if reason:
@@ -210,6 +218,7 @@ def serve_oidc_provider(
         "users": users,
         "resources": resources or {},
         "signing_algs": signing_algs or ["RS256"],
+        "access_token_claims": access_token_claims or [],
     }
     env = {
         **os.environ,
