@@ -180,6 +180,43 @@ def test_sign_out_ends_the_provider_session_too(certified):
     assert [e["action"] for e in live.audit_events()][-1] == "auth.logout"
 
 
+def test_back_channel_logout_ends_the_app_session(certified):
+    op, live = certified()
+    with browser() as http, browser() as other:
+        op.login(http, live.url, "alice")
+        op.login(other, live.url, "bob")
+        assert http.get(f"{live.url}/", follow_redirects=False).status_code == 200
+        op.end_session(http)  # alice signs out at the provider, not in the app
+        for _ in range(50):  # the provider posts the logout token after answering
+            if http.get(f"{live.url}/", follow_redirects=False).status_code == 303:
+                break
+            time.sleep(0.1)
+        assert http.get(f"{live.url}/", follow_redirects=False).status_code == 303, op.log()
+        assert other.get(f"{live.url}/", follow_redirects=False).status_code == 200  # bob stays
+    event = [e for e in live.audit_events() if e["action"] == "auth.logout"][-1]
+    assert event["result"] == "success" and event["metadata"]["via"] == "backchannel"
+    assert event["metadata"]["sessions_ended"] == 1
+
+
+def test_forged_logout_token_is_refused(certified):
+    op, live = certified()
+    key = RSAKey.generate_key(2048, parameters={"kid": "forger"})
+    claims = {
+        "iss": op.issuer,
+        "aud": live.runtime.manifest.sso_client_id,
+        "iat": int(time.time()),
+        "jti": "x1",
+        "sub": "alice",
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+    }
+    from joserfc import jwt
+
+    token = jwt.encode({"alg": "RS256", "kid": "forger", "typ": "logout+jwt"}, claims, key)
+    answer = httpx.post(f"{live.url}/auth/backchannel-logout", data={"logout_token": token})
+    assert answer.status_code == 400 and "logout token refused" in answer.text
+    assert live.audit_events()[-1]["result"] == "failure"
+
+
 # ---------------------------------------------------------------------- the bearer API
 def _bearer(live, token):
     return httpx.get(live.url, headers={"authorization": f"Bearer {token}"})

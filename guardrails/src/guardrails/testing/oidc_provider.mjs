@@ -10,7 +10,8 @@
 // - groups released only for the `groups` scope;
 // - resource indicators (RFC 8707): asking for `resource` gives an RFC 9068 JWT access token
 //   (typ at+jwt) whose aud is that resource; without it the access token is opaque;
-// - RP-initiated logout (end_session_endpoint, with a confirmation form);
+// - RP-initiated logout (end_session_endpoint, with a confirmation form) and back-channel
+//   logout (a logout token posted to each client's backchannel_logout_uri);
 // - each client's registered token_endpoint_auth_method enforced.
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -51,6 +52,7 @@ const provider = new Provider(config.issuer, {
   features: {
     devInteractions: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => undefined,
@@ -74,6 +76,12 @@ const provider = new Provider(config.issuer, {
     const user = users[token.accountId];
     const names = (config.access_token_claims || []).filter((name) => user && name in user);
     return names.length ? Object.fromEntries(names.map((name) => [name, user[name]])) : undefined;
+  },
+  // The provider refuses to call loopback addresses (its SSRF guard); the apps it calls back
+  // (back-channel logout) run on this machine in tests, so the guard's dispatcher is dropped.
+  fetch: (url, options) => {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
   },
   findAccount: (ctx, id) => {
     const user = users[id];
@@ -109,6 +117,15 @@ if (config.strict_client_auth !== false) {
       }
     }
     await next();
+  });
+}
+
+// Failed calls to the apps (back-channel logout) go to stderr: OIDCProvider.log() shows them.
+for (const event of ['backchannel.error', 'server_error']) {
+  provider.on(event, (...args) => {
+    const error = args.find((arg) => arg instanceof Error);
+    const cause = error?.cause?.code || error?.cause?.message || '';
+    process.stderr.write(`${event}: ${error?.message || ''} ${cause}\n`);
   });
 }
 

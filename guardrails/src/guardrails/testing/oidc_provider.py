@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import typing
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
@@ -81,6 +82,10 @@ def client(
         "client_secret": secret,
         "redirect_uris": [f"{app_url}/auth/callback"],
         "post_logout_redirect_uris": [f"{app_url}/signed-out"],
+        # the provider posts logout tokens here (to 127.0.0.1: Node may try ::1 for localhost)
+        "backchannel_logout_uri": f"{app_url.replace('//localhost:', '//127.0.0.1:')}"
+        "/auth/backchannel-logout",
+        "backchannel_logout_session_required": True,
         "token_endpoint_auth_method": auth_method,
         "grant_types": ["authorization_code"],
         "response_types": ["code"],
@@ -91,6 +96,15 @@ def client(
 class OIDCProvider:
     issuer: str
     process: subprocess.Popen
+    errors: typing.IO[str] | None = None
+
+    def log(self) -> str:
+        """What the provider wrote to stderr so far (warnings, failed back-channel calls)."""
+        if self.errors is None:
+            return ""
+        self.errors.flush()
+        self.errors.seek(0)
+        return self.errors.read()
 
     def metadata(self) -> dict:
         discovery = f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
@@ -116,6 +130,11 @@ class OIDCProvider:
         """Sign in to the app through the provider's login form; returns the app's page."""
         first = http.get(f"{app_url}/login", params={"next": next_path})
         return self.complete_interactions(http, first, login)
+
+    def end_session(self, http: httpx.Client) -> httpx.Response:
+        """Sign out at the provider itself (not through an app): its logout page, confirmed."""
+        page = http.get(self.metadata()["end_session_endpoint"])
+        return self.confirm_logout(http, page)
 
     def confirm_logout(self, http: httpx.Client, page: httpx.Response) -> httpx.Response:
         """Answer "Yes, sign me out" on the provider's logout page."""
@@ -248,7 +267,7 @@ def serve_oidc_provider(
                 if httpx.get(discovery, timeout=2).status_code == 200:
                     break
             time.sleep(0.1)
-        yield OIDCProvider(issuer=issuer, process=process)
+        yield OIDCProvider(issuer=issuer, process=process, errors=errors)
     finally:
         if process.poll() is None:
             process.terminate()

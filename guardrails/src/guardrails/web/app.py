@@ -42,7 +42,13 @@ from guardrails.core.runtime import Runtime, build_runtime
 from guardrails.secrets.store import CORE, SecretUnavailable
 from guardrails.telemetry.otel import configure_logging
 from guardrails.web.sessions import ServerSideSessionMiddleware, SessionStore
-from guardrails.web.sso import SSO, NotAuthenticated, ProviderError, session_user
+from guardrails.web.sso import (
+    BACKCHANNEL_LOGOUT_PATH,
+    SSO,
+    NotAuthenticated,
+    ProviderError,
+    session_user,
+)
 
 log = structlog.get_logger("guardrails.web")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
@@ -179,6 +185,8 @@ async def csrf_protect(request: Request) -> None:
     if request.method in SAFE_METHODS:
         return
     if request.headers.get("authorization", "")[:7].lower() == "bearer ":
+        return
+    if request.url.path == BACKCHANNEL_LOGOUT_PATH:  # the provider's signed logout token
         return
     expected = request.session.get("csrf") if "session" in request.scope else None
     sent = request.headers.get("x-csrf-token")
@@ -337,6 +345,7 @@ class Guardrails:
         self.sessionmaker = runtime.sessionmaker
         self.audit_log = runtime.audit_log
         self.sso = SSO(runtime)
+        self.session_store = SessionStore(runtime.sessionmaker, runtime.settings.session_max_age)
         self.telemetry = runtime.telemetry
         loaders = [FileSystemLoader(str(pages))] if pages else []
         env = Environment(
@@ -388,7 +397,7 @@ def create_app(
     app.add_middleware(
         SecretsGate,
         runtime=rt,
-        store=SessionStore(rt.sessionmaker, rt.settings.session_max_age),
+        store=gr.session_store,
         secure=rt.settings.secure_cookies,
     )
     app.add_middleware(RequestContextMiddleware, runtime=rt)

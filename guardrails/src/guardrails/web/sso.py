@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import anyio.to_thread
 import structlog
 import truststore
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.starlette_client import OAuth
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
@@ -39,6 +40,8 @@ from guardrails.core.context import set_actor
 
 log = structlog.get_logger("guardrails.sso")
 JWKS_MAX_AGE = 300  # seconds before the provider's signing keys are fetched again
+BACKCHANNEL_LOGOUT_PATH = "/auth/backchannel-logout"
+BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,7 @@ class SSO:
         )
         self._jwks: tuple[float, KeySet] | None = None
         self.leeway = 30  # seconds of clock skew allowed on exp / nbf of bearer tokens
+        self._seen_jti: dict[str, float] = {}  # logout tokens already used (replay)
 
     # ------------------------------------------------------------------ the provider
     def provider_error(self, exc: BaseException, step: str) -> ProviderError:
@@ -372,6 +376,7 @@ class SSO:
         router.add_api_route("/login", self.login, methods=["GET"])
         router.add_api_route("/auth/callback", self.callback, methods=["GET"])
         router.add_api_route("/logout", self.logout, methods=["POST"])
+        router.add_api_route(BACKCHANNEL_LOGOUT_PATH, self.backchannel_logout, methods=["POST"])
         return router
 
     async def login(self, request: Request, next: str = "/") -> Response:  # noqa: A002
@@ -457,8 +462,10 @@ class SSO:
                 },
                 "csrf": secrets.token_urlsafe(32),
                 "login_at": int(time.time()),
-                # server-side only (the cookie holds a session id): the logout hint
+                # server-side only (the cookie holds a session id): the logout hint, and the
+                # provider's session id for back-channel logout
                 "id_token": token.get("id_token"),
+                "sid": claims.get("sid"),
             }
         )
         return RedirectResponse(target, status_code=303)
@@ -485,6 +492,76 @@ class SSO:
                 "Sign-in failed: the provider's user information is for another user.",
             )
         return {**info, **{k: v for k, v in claims.items() if v is not None}}
+
+    async def backchannel_logout(self, request: Request) -> Response:
+        """OpenID Connect Back-Channel Logout: the provider posts a signed logout token when a
+        user's session ends there; the app ends that user's sessions (by `sid`, else `sub`).
+        The token authenticates the call, so no CSRF token is asked for."""
+        form = await request.form()
+        logout_token = form.get("logout_token")
+        try:
+            claims = await self._verify_logout_token(str(logout_token or ""))
+        except NotAuthenticated as exc:
+            audit.record(
+                "auth.logout",
+                result="failure",
+                metadata={"via": "backchannel", "reason": exc.reason},
+            )
+            return JSONResponse(
+                {"error": "invalid_request", "error_description": exc.reason},
+                status_code=400,
+                headers={"cache-control": "no-store"},
+            )
+        sub, sid = claims.get("sub"), claims.get("sid")
+        store = request.app.state.guardrails.session_store
+        ended = await anyio.to_thread.run_sync(store.end_user_sessions, sub, sid)
+        audit.record(
+            "auth.logout",
+            resource=("user", str(sub or sid)),
+            metadata={"via": "backchannel", "sessions_ended": ended},
+        )
+        return Response(status_code=200, headers={"cache-control": "no-store"})
+
+    async def _verify_logout_token(self, token: str) -> dict[str, Any]:
+        """Checks of OpenID Connect Back-Channel Logout 1.0, section 2.6."""
+        if not token:
+            raise NotAuthenticated("no logout_token")
+        meta = await self.metadata("backchannel-logout")
+        algorithms = [
+            a
+            for a in {*self.algorithms, *meta.get("id_token_signing_alg_values_supported", [])}
+            if a.lower() != "none"
+        ]
+        try:
+            try:
+                decoded = jwt.decode(token, await self._key_set(), algorithms=algorithms)
+            except JoseError as exc:
+                if "kid" not in str(exc).lower():
+                    raise
+                decoded = jwt.decode(token, await self._key_set(force=True), algorithms)
+            jwt.JWTClaimsRegistry(
+                leeway=self.leeway,
+                iss={"essential": True, "value": self.issuer},
+                aud={"essential": True, "value": self.client_id},
+                iat={"essential": True},
+                jti={"essential": True},
+            ).validate(decoded.claims)
+        except (JoseError, ValueError) as exc:
+            raise NotAuthenticated(f"logout token refused: {exc}") from None
+        claims = decoded.claims
+        if not isinstance(claims.get("events"), dict) or BACKCHANNEL_EVENT not in claims["events"]:
+            raise NotAuthenticated("logout token refused: no back-channel logout event")
+        if "nonce" in claims:
+            raise NotAuthenticated("logout token refused: it carries a nonce")
+        if not claims.get("sub") and not claims.get("sid"):
+            raise NotAuthenticated("logout token refused: neither sub nor sid")
+        jti = str(claims["jti"])
+        now = time.monotonic()
+        self._seen_jti = {k: t for k, t in self._seen_jti.items() if now - t < 600}
+        if jti in self._seen_jti:
+            raise NotAuthenticated("logout token refused: already used (jti)")
+        self._seen_jti[jti] = now
+        return claims
 
     async def logout(self, request: Request) -> Response:
         user = session_user(request)
