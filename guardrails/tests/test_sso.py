@@ -10,7 +10,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from guardrails.testing import login, provider_id_token
+from guardrails.testing import local_access_token, login, provider_id_token
 
 
 def test_sign_in_uses_pkce_state_and_nonce(guarded, demo):
@@ -100,29 +100,73 @@ def test_post_without_csrf_token_is_refused_and_audited(guarded, demo):
     assert guarded.audit_events()[-1]["action"] == "thing.change"
 
 
-def test_logout_ends_the_session(guarded, demo):
+def test_logout_ends_the_session_and_signs_out_at_the_provider(guarded, demo, manifest):
     with guarded.client() as client:
         login(client, guarded, demo["admin"])
         token = client.get(f"{guarded.url}/").json()["csrf"]
-        out = client.post(f"{guarded.url}/logout", data={"csrf_token": token})
-        assert out.url.path == "/signed-out"
+        out = client.post(
+            f"{guarded.url}/logout", data={"csrf_token": token}, follow_redirects=False
+        )
+        assert out.status_code == 303
+        target = httpx.URL(out.headers["location"])
+        meta = httpx.get(f"{guarded.runtime.sso_issuer}/.well-known/openid-configuration")
+        end_session = meta.json()["end_session_endpoint"]
+        assert str(target.copy_with(query=None)) == end_session  # RP-initiated logout
+        assert target.params["post_logout_redirect_uri"] == f"{guarded.url}/signed-out"
+        assert target.params["client_id"] == manifest.sso_client_id
+        hint = jwt.decode(target.params["id_token_hint"], _provider_keys(guarded))
+        assert hint.claims["sub"] == demo["admin"] and hint.claims["nonce"]  # the ID token
         again = client.get(f"{guarded.url}/", follow_redirects=False)
         assert again.status_code == 303
     assert guarded.audit_events()[-1]["action"] == "auth.logout"
 
 
+def test_logout_without_end_session_endpoint_stays_in_the_app(guarded, demo):
+    sso = guarded.app.state.guardrails.sso
+    with guarded.client() as client:
+        login(client, guarded, demo["admin"])
+        sso.client.server_metadata.pop("end_session_endpoint")  # a provider that offers none
+        token = client.get(f"{guarded.url}/").json()["csrf"]
+        out = client.post(f"{guarded.url}/logout", data={"csrf_token": token})
+        assert out.url == f"{guarded.url}/signed-out"
+    assert guarded.audit_events()[-1]["action"] == "auth.logout"
+
+
+def test_sign_out_form_may_redirect_to_the_provider(guarded):
+    """Browsers check the CSP's form-action along the sign-out form's redirect."""
+    csp = httpx.get(f"{guarded.url}/healthz").headers["content-security-policy"]
+    assert f"form-action 'self' {guarded.runtime.sso_issuer}" in csp
+
+
+def _provider_keys(guarded):
+    jwks_uri = httpx.get(f"{guarded.runtime.sso_issuer}/.well-known/openid-configuration").json()[
+        "jwks_uri"
+    ]
+    return KeySet.import_key_set(httpx.get(jwks_uri).json())
+
+
 # ---------------------------------------------------------------------- bearer tokens
-def test_real_provider_token_is_accepted_as_bearer(guarded, demo, manifest):
-    token = provider_id_token(guarded.runtime.sso_issuer, manifest.sso_client_id, demo["admin"])
+def test_provider_access_token_is_accepted_as_bearer(guarded, demo, manifest):
+    token = local_access_token(guarded.runtime.sso_issuer, manifest.sso_client_id, demo["admin"])
     me = httpx.get(f"{guarded.url}/", headers={"authorization": f"Bearer {token}"})
     assert me.status_code == 200
     assert me.json()["via"] == "bearer" and me.json()["user"] == demo["admin"]
+    assert "admin" in me.json()["roles"]
 
 
-def test_token_for_another_client_is_refused(guarded, demo):
-    token = provider_id_token(guarded.runtime.sso_issuer, "some-other-app", demo["admin"])
+def test_provider_id_token_is_refused_as_bearer(guarded, demo, manifest):
+    token = provider_id_token(guarded.runtime.sso_issuer, manifest.sso_client_id, demo["admin"])
     answer = httpx.get(f"{guarded.url}/", headers={"authorization": f"Bearer {token}"})
     assert answer.status_code == 401
+    assert "it is an ID token" in answer.json()["detail"]
+
+
+def test_token_for_another_client_is_refused_naming_the_audience(guarded, demo, manifest):
+    token = local_access_token(guarded.runtime.sso_issuer, "some-other-app", demo["admin"])
+    answer = httpx.get(f"{guarded.url}/", headers={"authorization": f"Bearer {token}"})
+    assert answer.status_code == 401
+    detail = answer.json()["detail"]
+    assert "some-other-app" in detail and f"expected {manifest.sso_client_id}" in detail
 
 
 @pytest.fixture
@@ -175,6 +219,43 @@ def test_tokens_with_bad_claims_are_refused(guarded, trusted_key, overrides):
         {"alg": "RS256", "kid": "test-key"}, _claims(guarded, **overrides), trusted_key
     )
     assert _call(guarded, token).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("header", "overrides"),
+    [
+        ({}, {"nonce": "n-1"}),
+        ({}, {"at_hash": "abc"}),
+        ({"typ": "JWT"}, {"azp": "guardrails-test-app"}),
+        ({}, {"azp": "guardrails-test-app", "aud": ["guardrails-test-app"]}),
+        ({"typ": "JWT"}, {"typ": "ID"}),
+    ],
+    ids=["nonce", "at_hash", "azp-and-aud-are-the-client", "no-typ-same-shape", "keycloak-id"],
+)
+def test_id_tokens_are_refused_as_bearer(guarded, trusted_key, header, overrides):
+    token = jwt.encode(
+        {"alg": "RS256", "kid": "test-key", **header}, _claims(guarded, **overrides), trusted_key
+    )
+    answer = _call(guarded, token)
+    assert answer.status_code == 401
+    assert "it is an ID token" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("header", "overrides"),
+    [
+        ({"typ": "at+jwt"}, {"azp": "guardrails-test-app"}),
+        ({"typ": "JWT"}, {"azp": "guardrails-test-app", "typ": "Bearer"}),
+        ({"typ": "JWT"}, {"azp": "another-client"}),
+        ({"typ": "JWT"}, {"azp": "guardrails-test-app", "aud": ["guardrails-test-app", "x"]}),
+    ],
+    ids=["rfc9068", "keycloak-access-token", "other-azp", "several-audiences"],
+)
+def test_access_tokens_are_accepted(guarded, trusted_key, header, overrides):
+    token = jwt.encode(
+        {"alg": "RS256", "kid": "test-key", **header}, _claims(guarded, **overrides), trusted_key
+    )
+    assert _call(guarded, token).status_code == 200
 
 
 def test_forged_signature_is_refused(guarded, trusted_key):

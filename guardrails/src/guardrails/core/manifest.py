@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from guardrails.core.rules import is_secure_or_local_url, risk_tier
 
 SCHEMA_VERSION = 3
+DEFAULT_SCOPES = ("openid", "email", "profile")
 
 
 class _Loader(yaml.SafeLoader):
@@ -127,7 +128,8 @@ class Manifest:
 
     @property
     def sso_issuer(self) -> str:
-        return self.raw["sso"]["issuer"].rstrip("/")
+        """The issuer exactly as declared: a trailing `/` is part of it (OpenID Discovery)."""
+        return self.raw["sso"]["issuer"]
 
     @property
     def sso_client_id(self) -> str:
@@ -136,6 +138,38 @@ class Manifest:
     @property
     def groups_claim(self) -> str:
         return self.raw["sso"].get("groups_claim", "groups")
+
+    @property
+    def roles_claim(self) -> str:
+        """Claim name or dotted path (realm_access.roles) holding the groups or roles."""
+        return self.raw["sso"].get("roles_claim") or self.groups_claim
+
+    @property
+    def sso_scopes(self) -> list[str]:
+        return list(self.raw["sso"].get("scopes") or DEFAULT_SCOPES)
+
+    @property
+    def sso_userinfo(self) -> bool | None:
+        """True: always merge userinfo claims; False: never; None (default): when needed."""
+        return self.raw["sso"].get("userinfo")
+
+    @property
+    def sso_token_endpoint_auth_method(self) -> str:
+        return self.raw["sso"].get("token_endpoint_auth_method", "client_secret_basic")
+
+    @property
+    def sso_ca_file(self) -> str | None:
+        return self.raw["sso"].get("ca_file")
+
+    @property
+    def sso_audiences(self) -> list[str]:
+        """Audiences a bearer access token may carry (default: the client id)."""
+        audience = self.raw["sso"].get("audience") or self.sso_client_id
+        return [audience] if isinstance(audience, str) else list(audience)
+
+    @property
+    def sso_id_token_shape_check(self) -> bool:
+        return self.raw["sso"].get("id_token_shape_check", True)
 
     @property
     def sso_algorithms(self) -> list[str]:

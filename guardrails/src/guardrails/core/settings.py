@@ -132,7 +132,7 @@ class Settings:
             audit_fsync=_flag(env.get("MICROAPP_AUDIT_FSYNC"), True),
             session_key=env.get("MICROAPP_SESSION_KEY") or None,
             session_max_age=int(env.get("MICROAPP_SESSION_MAX_AGE", cls.session_max_age)),
-            sso_issuer=(env.get("MICROAPP_SSO_ISSUER") or "").rstrip("/") or None,
+            sso_issuer=(env.get("MICROAPP_SSO_ISSUER") or "").strip() or None,
             sso_client_secret=env.get("MICROAPP_SSO_CLIENT_SECRET") or None,
             vault=VaultSettings.from_env(env),
             secrets_ttl=float(env.get("MICROAPP_SECRETS_TTL") or cls.secrets_ttl),

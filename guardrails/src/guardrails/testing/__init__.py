@@ -33,7 +33,7 @@ from guardrails.core.rules import is_local_url
 from guardrails.core.runtime import Runtime, bound
 from guardrails.core.settings import Settings
 from guardrails.testing.demo_incidents import DemoIncidents, serve_demo_incidents
-from guardrails.testing.devserver import DemoUser, demo_users, run_idp
+from guardrails.testing.devserver import DemoUser, demo_users, local_access_token, run_idp
 from guardrails.testing.vault import VaultServer
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "bound",
     "demo_users",
     "free_port",
+    "local_access_token",
     "login",
     "provider_id_token",
     "run_idp",
@@ -185,8 +186,8 @@ def signed_in(app: LiveApp, email: str, next_path: str = "/") -> Iterator[Signed
 def provider_id_token(issuer: str, client_id: str, email: str) -> str:
     """A real ID token from the local provider for `email` (authorization code flow, no app).
 
-    Used as a bearer token in API tests: it is signed by the provider's key and its audience is
-    `client_id`, like a token another service obtained for this app.
+    APIs refuse it as a bearer token (ID tokens are not API credentials): use
+    `local_access_token` for an access token.
     """
     import base64
     import hashlib

@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import flask
 import werkzeug.serving
 from oidc_provider_mock import User as IdpUser
 from oidc_provider_mock import app as idp_app
@@ -54,6 +55,16 @@ def demo_users(manifest: Manifest) -> list[DemoUser]:
     ]
 
 
+# issuer -> the running local provider's storage (signing key, users), for test tokens
+_RUNNING: dict[str, object] = {}
+
+
+def _storage(wsgi):
+    with wsgi.test_request_context():
+        wsgi.preprocess_request()  # the provider binds its storage in a before_request hook
+        return flask.g.oidc_provider_mock_storage
+
+
 @contextlib.contextmanager
 def run_idp(manifest: Manifest, port: int = 0, host: str = "localhost"):
     """Serve the local OIDC provider in a thread; yields its issuer URL."""
@@ -61,11 +72,49 @@ def run_idp(manifest: Manifest, port: int = 0, host: str = "localhost"):
     server = werkzeug.serving.make_server(host, port, wsgi, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="dev-idp", daemon=True)
     thread.start()
+    issuer = f"http://{host}:{server.server_port}"
+    _RUNNING[issuer] = _storage(wsgi)
     try:
-        yield f"http://{host}:{server.server_port}"
+        yield issuer
     finally:
+        _RUNNING.pop(issuer, None)
         server.shutdown()
         thread.join(timeout=5)
+
+
+def local_access_token(
+    issuer: str, audience: str | list[str], email: str, lifetime: int = 300
+) -> str:
+    """An RFC 9068 JWT access token for `email`, signed with the key of the local provider
+    that runs at `issuer` (started by run_idp in this process), for API tests.
+
+    The local provider issues opaque access tokens only; companies' providers issue JWT access
+    tokens for an API audience (Keycloak, Entra ID, Okta, Auth0), which is what this makes:
+    `typ: at+jwt`, the user's claims, the provider's signing key and key id.
+    """
+    import time
+
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    storage = _RUNNING.get(issuer)
+    if storage is None:
+        raise LookupError(f"no local provider of this process runs at {issuer}")
+    key = RSAKey.import_key(storage.jwk.as_dict(is_private=True))
+    user = storage.get_user(email)
+    now = int(time.time())
+    claims = {
+        **(dict(user.claims) if user else {}),
+        "iss": issuer,
+        "sub": email,
+        "aud": audience,
+        "iat": now,
+        "exp": now + lifetime,
+        "client_id": "api-client",
+        "jti": secrets.token_urlsafe(12),
+    }
+    header = {"alg": "RS256", "typ": "at+jwt", "kid": key.kid}
+    return jwt.encode(header, claims, key)
 
 
 def dev_session_key(var_dir: Path = Path("var")) -> str:

@@ -18,7 +18,7 @@ import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import anyio.to_thread
 import structlog
@@ -42,7 +42,13 @@ from guardrails.core.runtime import Runtime, build_runtime
 from guardrails.secrets.store import CORE, SecretUnavailable
 from guardrails.telemetry.otel import configure_logging
 from guardrails.web.sessions import ServerSideSessionMiddleware, SessionStore
-from guardrails.web.sso import SSO, NotAuthenticated, session_user
+from guardrails.web.sso import (
+    BACKCHANNEL_LOGOUT_PATH,
+    SSO,
+    NotAuthenticated,
+    ProviderError,
+    session_user,
+)
 
 log = structlog.get_logger("guardrails.web")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
@@ -60,6 +66,21 @@ SECURITY_HEADERS = [
 ]
 
 
+def _security_headers(issuer: str) -> list[tuple[str, str]]:
+    """The security headers; the CSP's form-action also allows the identity provider's origin,
+    because the sign-out form is redirected there (RP-initiated logout) and browsers check
+    form-action along redirects."""
+    parts = urlsplit(issuer)
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    headers = []
+    for name, value in SECURITY_HEADERS:
+        text = value.decode()
+        if name == b"content-security-policy" and origin and re.fullmatch(r"[!-~]+", origin):
+            text = text.replace("form-action 'self'", f"form-action 'self' {origin}")
+        headers.append((name.decode(), text))
+    return headers
+
+
 class RequestContextMiddleware:
     """Request id, the request context (guardrails.core.context: this app's Runtime and the
     request's info, bound once) and security headers for every HTTP request."""
@@ -68,6 +89,7 @@ class RequestContextMiddleware:
         self.app = app
         self.runtime = runtime
         self.hsts = runtime.settings.secure_cookies
+        self.headers = _security_headers(runtime.sso_issuer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,9 +106,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers["x-request-id"] = request_id
-                for name, value in SECURITY_HEADERS:
-                    if name.decode() not in headers:
-                        headers[name.decode()] = value.decode()
+                for name, value in self.headers:
+                    if name not in headers:
+                        headers[name] = value
                 if self.hsts:
                     headers["strict-transport-security"] = "max-age=31536000"
             await send(message)
@@ -163,6 +185,8 @@ async def csrf_protect(request: Request) -> None:
     if request.method in SAFE_METHODS:
         return
     if request.headers.get("authorization", "")[:7].lower() == "bearer ":
+        return
+    if request.url.path == BACKCHANNEL_LOGOUT_PATH:  # the provider's signed logout token
         return
     expected = request.session.get("csrf") if "session" in request.scope else None
     sent = request.headers.get("x-csrf-token")
@@ -254,6 +278,29 @@ def _install_error_handlers(app: FastAPI) -> None:
             headers={"WWW-Authenticate": "Bearer"},
         )
 
+    @app.exception_handler(ProviderError)
+    async def _provider_error(request: Request, exc: ProviderError) -> Response:
+        log.error("identity provider unusable", reason=exc.reason, step=exc.step, check=exc.check)
+        try:
+            audit.record(
+                "auth.login",
+                result="failure",
+                metadata={"reason": exc.reason, "step": exc.step, "check": exc.check},
+            )
+        except AuditError:
+            log.error("audit write failed for a provider failure")
+        support = request.app.state.guardrails.manifest.support_contact
+        response = _error_page(
+            request,
+            503,
+            "Sign-in unavailable",
+            f"This app cannot use its identity provider right now ({exc.reason}), so nobody "
+            "can sign in. Nothing was changed. Please try again in a few minutes; if it keeps "
+            f"happening, contact {support}. For the operator: {exc.check}",
+        )
+        response.headers["retry-after"] = "30"
+        return response
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         title = TITLES.get(exc.status_code, "Error")
@@ -298,6 +345,7 @@ class Guardrails:
         self.sessionmaker = runtime.sessionmaker
         self.audit_log = runtime.audit_log
         self.sso = SSO(runtime)
+        self.session_store = SessionStore(runtime.sessionmaker, runtime.settings.session_max_age)
         self.telemetry = runtime.telemetry
         loaders = [FileSystemLoader(str(pages))] if pages else []
         env = Environment(
@@ -349,7 +397,7 @@ def create_app(
     app.add_middleware(
         SecretsGate,
         runtime=rt,
-        store=SessionStore(rt.sessionmaker, rt.settings.session_max_age),
+        store=gr.session_store,
         secure=rt.settings.secure_cookies,
     )
     app.add_middleware(RequestContextMiddleware, runtime=rt)

@@ -105,6 +105,29 @@ class SessionStore:
         with self.maker.begin() as db:
             db.execute(delete(SessionRow).where(SessionRow.id == sid))
 
+    def end_user_sessions(self, sub: str | None, sid: str | None) -> int:
+        """Delete the sessions of the provider session `sid` (with `sub`, when both are
+        given), or every session of user `sub` (back-channel logout); returns how many.
+
+        Reads each live session: fine for the few sessions a micro app holds."""
+        ended = []
+        with self.maker.begin() as db:
+            rows = db.execute(
+                select(SessionRow.id, SessionRow.data).where(SessionRow.expires_at >= time.time())
+            )
+            for row_id, payload in rows:
+                data = json.loads(payload)
+                user_sub = (data.get("user") or {}).get("sub")
+                if sid is not None:
+                    match = data.get("sid") == sid and (sub is None or user_sub == sub)
+                else:
+                    match = sub is not None and user_sub == sub
+                if match:
+                    ended.append(row_id)
+            if ended:
+                db.execute(delete(SessionRow).where(SessionRow.id.in_(ended)))
+        return len(ended)
+
     def purge_expired(self) -> int:
         with self.maker.begin() as db:
             ids = db.scalars(select(SessionRow.id).where(SessionRow.expires_at < time.time()))

@@ -155,10 +155,16 @@ def test_nothing_changes_when_the_audit_log_is_down(live_app, as_user, demo):
 
 
 def test_api_lists_requests_for_bearer_callers(live_app, as_user, demo, manifest):
-    from guardrails.testing import provider_id_token
+    from guardrails.testing import local_access_token, provider_id_token
 
     rid = submit(as_user(demo["requester"]), live_app)
-    token = provider_id_token(live_app.runtime.sso_issuer, manifest.sso_client_id, demo["approver"])
+    issuer = live_app.runtime.sso_issuer
+    token = local_access_token(issuer, manifest.sso_audiences[0], demo["approver"])
     answer = httpx.get(f"{live_app.url}/api/requests", headers={"authorization": f"Bearer {token}"})
     assert answer.status_code == 200
     assert [r["id"] for r in answer.json()] == [rid]
+    id_token = provider_id_token(issuer, manifest.sso_client_id, demo["approver"])
+    refused = httpx.get(
+        f"{live_app.url}/api/requests", headers={"authorization": f"Bearer {id_token}"}
+    )
+    assert refused.status_code == 401  # an ID token is not an API credential
