@@ -60,8 +60,8 @@ PUBLIC = {
 }  # fmt: skip
 TESTING_PUBLIC = {
     "LiveApp", "serve", "login", "signed_in", "free_port", "test_settings", "audit_events",
-    "provider_id_token", "demo_users", "bound", "with_free_local_ports", "VaultServer",
-    "serve_demo_incidents", "plugin",
+    "provider_id_token", "local_access_token", "demo_users", "bound", "with_free_local_ports",
+    "VaultServer", "serve_demo_incidents", "plugin",
 }  # fmt: skip
 FIXTURES = {"manifest", "idp", "demo", "app_manifest", "app_env", "runtime", "live_app"}
 PUBLIC_MODULES = {"guardrails", "guardrails.testing", PLUGIN}
@@ -80,6 +80,9 @@ RENAMES: dict[tuple[str, str], tuple[str, str]] = {
     ("guardrails.audit", "verify_file"): ("guardrails", "verify_audit"),
     ("guardrails.audit_trail", "trail"): ("guardrails", "audit_trail"),
     ("guardrails._version", "__version__"): ("guardrails", "__version__"),
+    # Since 1.0.0 an API refuses ID tokens as bearer credentials; tests written before it that
+    # called an API with the provider's ID token now send an access token (same arguments).
+    ("guardrails.testing", "provider_id_token"): ("guardrails.testing", "local_access_token"),
 }
 for _module, _names in {
     "guardrails.audit": ("audit", "Actor", "AuditError"),

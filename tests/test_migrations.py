@@ -448,3 +448,25 @@ def test_the_0_2_0_migration_still_runs_on_its_own(tmp_path: Path) -> None:
     assert "support.channel renamed to support.contact" in first.stdout
     again = subprocess.run(hook, cwd=app, capture_output=True, text=True, check=True)
     assert (app / "microapp.yaml").read_text() == text and "nothing to do" in again.stdout
+
+
+def test_an_api_test_with_an_id_token_moves_to_an_access_token(tmp_path: Path) -> None:
+    """Before 1.0.0 the starter's API test sent the provider's ID token as a bearer token;
+    1.0.0 refuses ID tokens there, so the migration gives the test an access token."""
+    app = tmp_path / "app"
+    write(app, "microapp.yaml", MANIFEST_V2)
+    write(
+        app,
+        "tests/app/test_api.py",
+        "def test_api(live_app):\n"
+        "    from guardrails.testing import provider_id_token\n\n"
+        "    token = provider_id_token('http://localhost:9400', 'app', 'a@example.com')\n",
+    )
+    done = run_hook(app)
+    text = (app / "tests/app/test_api.py").read_text()
+    assert "from guardrails.testing import local_access_token as provider_id_token" in text
+    assert "token = provider_id_token(" in text  # the call sites keep their name
+    assert "local_access_token" in done.stdout
+    before = text
+    run_hook(app)
+    assert (app / "tests/app/test_api.py").read_text() == before
