@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -111,3 +112,17 @@ def test_shared_files_do_not_name_a_kind():
             for kind in kinds:
                 assert f"kind == '{kind}'" not in text, path
                 assert f'kind == "{kind}"' not in text, path
+
+
+def test_no_page_uses_inline_styles_or_scripts():
+    """The apps' Content-Security-Policy (default-src 'self', no 'unsafe-inline') blocks inline
+    style attributes, <style> and <script> blocks and event handlers: a page that uses one
+    silently loses it (issue 16, item 11). Every kind's pages and the SDK's templates."""
+    inline = re.compile(r"<[a-z][^>]*\s(style|on[a-z]+)\s*=|<(style|script)[\s>]", re.IGNORECASE)
+    pages = [
+        *KINDS.glob("*/files/src/app/pages/*.html"),
+        *(REPO / "guardrails/src/guardrails/templates").glob("*.html"),
+    ]
+    assert len(pages) > 5
+    offending = [str(p.relative_to(REPO)) for p in pages if inline.search(p.read_text())]
+    assert offending == []

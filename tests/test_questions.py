@@ -50,6 +50,18 @@ from .conftest import DEFAULTS
         ({"package_index": "http://packages.example.com/simple"}, "package_index", "https://"),
         ({"package_index": "https://x.example.com/simple\n"}, "package_index", "https://"),
         ({"package_index": "https://x.example.com/{{ 7 }}"}, "package_index", "https://"),
+        # issue 16: `$` matched before a final line break; DEL and NEL went through
+        ({"app_id": "leave-requests\n"}, "app_id", "is not valid"),
+        ({"owner_email": "hr-ops@example.com\n"}, "owner_email", "is not an e-mail"),
+        ({"sso_issuer": "https://idp.example.com\n"}, "sso_issuer", "https://"),
+        ({"sso_client_id": "leave-requests\n"}, "sso_client_id", "may use letters"),
+        ({"approver_groups": "hr-approvers\n"}, "approver_groups", "separated by commas"),
+        ({"app_name": "Leave requests\n"}, "app_name", "one line"),
+        ({"app_name": "Leave\x7frequests"}, "app_name", "control characters"),
+        ({"description": "Leave\x85requests"}, "description", "one line"),
+        ({"team": "hr\u2028ops"}, "team", "one line"),
+        ({"support_channel": "#hr\x1b[2Jops"}, "support_channel", "control characters"),
+        ({"app_name": "Leave \u202erequests"}, "app_name", "invisible layout characters"),
     ],
 )
 def test_bad_answer_is_refused(copie, answers, question, message):

@@ -11,9 +11,8 @@ import pathspec
 import pytest
 import yaml
 from copier import run_copy
-from jinja2 import FileSystemLoader
-from jinja2.sandbox import SandboxedEnvironment
 
+from . import inprocess
 from .conftest import ANSWER_SETS, DEFAULTS, REPO, SECOND, copier_config
 
 EXPECTED = [
@@ -216,23 +215,7 @@ def render_manifest(answers: dict) -> dict:
     """microapp.yaml as copier renders it for `answers`, in-process: every question's default
     and the computed values from copier.yml, then the shared manifest template with the kind's
     fragment, through Jinja with copier's filters (milliseconds, not a copier run)."""
-    env = SandboxedEnvironment(
-        loader=FileSystemLoader(str(REPO)),
-        extensions=["jinja2_ansible_filters.AnsibleCoreFiltersExtension"],
-    )
-    cast = {"int": int, "bool": lambda v: str(v).lower() in ("true", "yes", "1"), "str": str}
-    context: dict = {}
-    for key, question in copier_config().items():
-        if key.startswith("_") or not isinstance(question, dict):
-            continue
-        if key in answers:
-            context[key] = answers[key]
-        elif "default" in question:
-            default = question["default"]
-            if isinstance(default, str):
-                default = env.from_string(default).render(context)
-            context[key] = cast[question.get("type", "str")](default)
-    return yaml.safe_load(env.get_template("templates/microapp.yaml.jinja").render(context))
+    return yaml.safe_load(inprocess.render("templates/microapp.yaml.jinja", answers))
 
 
 @pytest.mark.parametrize(
@@ -266,6 +249,15 @@ def test_the_in_process_render_is_what_copier_renders(rendered):
     for name, answers in ANSWER_SETS.items():
         copied = yaml.safe_load((rendered[name] / "microapp.yaml").read_text())
         assert render_manifest(answers) == copied, name
+        pyproject = tomllib.loads((rendered[name] / "pyproject.toml").read_text())
+        assert tomllib.loads(inprocess.render("templates/pyproject.toml.jinja", answers)) == (
+            pyproject
+        ), name
+        recorded = yaml.safe_load((rendered[name] / ".copier-answers.yml").read_text())
+        shortcut = yaml.safe_load(inprocess.render_answers_file(answers))
+        for key in ("_commit", "_src_path"):
+            recorded.pop(key, None), shortcut.pop(key)
+        assert shortcut == recorded, name
 
 
 def test_each_kind_gets_its_tier_roles_and_connector(rendered):

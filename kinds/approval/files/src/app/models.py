@@ -43,3 +43,9 @@ class ApprovalRequest(Model):
     decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     decision_comment: Mapped[str | None] = mapped_column(Text)
     archived_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+    # Optimistic concurrency: every UPDATE of a request names the status it was read with
+    # (UPDATE approval_request SET ... WHERE id = :id AND status = :read). When two people change
+    # the same request at the same moment, the second UPDATE finds no row and SQLAlchemy raises
+    # StaleDataError instead of overwriting the first decision (workflow.perform).
+    __mapper_args__ = {"version_id_col": status, "version_id_generator": False}

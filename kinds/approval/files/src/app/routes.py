@@ -22,6 +22,7 @@ router = APIRouter()
 api = APIRouter(prefix="/api")
 
 ANY_ROLE = ("requester", "approver", "admin")
+MAX_ID = 2**63 - 1
 DB = Annotated[Session, Depends(db_session)]
 Member = Annotated[User, Depends(require_role(*ANY_ROLE))]
 
@@ -49,7 +50,9 @@ def can_see(req: ApprovalRequest, user: User) -> bool:
 
 
 def load_visible(db: Session, request_id: int, user: User) -> ApprovalRequest:
-    req = db.get(ApprovalRequest, request_id)
+    # Ids outside the database's integer range (SQLite and PostgreSQL: 64 bits) name no
+    # request: answer 404 before the driver refuses the number (a 500).
+    req = db.get(ApprovalRequest, request_id) if 1 <= request_id <= MAX_ID else None
     if req is None:
         raise HTTPException(404, f"There is no request {request_id}.")
     if not can_see(req, user):
@@ -60,6 +63,9 @@ def load_visible(db: Session, request_id: int, user: User) -> ApprovalRequest:
 
 @router.get("/")
 def index(request: Request, db: DB, user: Member, archived: bool = False) -> Response:
+    if archived and not user.has_role("admin"):  # the link is only shown to admins, too
+        audit.record("approval.list_archived", result="denied", resource=("route", "/?archived=1"))
+        raise HTTPException(403, "Only admins can list archived requests.")
     rows = visible_requests(db, user, include_archived=archived)
     awaiting = [r for r in rows if r.status == Status.SUBMITTED and r.requester != user.id]
     return render(request, "list.html", {"rows": rows, "awaiting": awaiting, "archived": archived})
@@ -122,15 +128,18 @@ def transition(
 ) -> Response:
     with db.begin():
         req = load_visible(db, request_id, user)
+        seen = req.status
         try:
-            previous = workflow.apply(req, action, user, comment)
+            # Written at once and only if the status is still `seen`: a concurrent decision
+            # makes this a 409, and no success event is recorded.
+            previous = workflow.perform(db, req, action, user, comment)
         except workflow.Refusal as refusal:
             if refusal.status in (403, 409):
                 audit.record(
                     f"approval.{action}",
                     result="denied",
                     resource=("request", request_id),
-                    metadata={"reason": refusal.reason, "status": req.status.value},
+                    metadata={"reason": refusal.reason, "status": seen.value},
                 )
             raise HTTPException(refusal.status, refusal.reason) from None
         audit.record(

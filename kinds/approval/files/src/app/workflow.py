@@ -3,12 +3,16 @@
     draft --submit--> submitted --approve--> approved --archive--> archived
                                  --reject---> rejected --archive--> archived
 
-Who may do what is decided here and nowhere else; routes only call `apply()`.
+Who may do what is decided here and nowhere else; routes only call `perform()`, which writes
+the change at once and only if nobody changed the request since it was read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.models import ApprovalRequest, Status, utcnow
 from guardrails import User
@@ -31,6 +35,8 @@ TRANSITIONS: dict[str, tuple[frozenset[Status], Status, frozenset[str], bool]] =
     ),
 }
 DECISIONS = {"approve", "reject"}
+DECIDED_ELSEWHERE = "This request was decided by someone else a moment ago. Reload the page."
+CHANGED_ELSEWHERE = "This request was changed by someone else a moment ago. Reload the page."
 
 
 @dataclass
@@ -71,7 +77,10 @@ def check(req: ApprovalRequest, action: str, user: User, comment: str = "x") -> 
             "Another approver must decide it.",
         )
     if req.status not in sources:
-        raise Refusal(409, f"This request is {req.status.value}; it cannot be {action}d now.")
+        raise Refusal(
+            409,
+            f"This request is {req.status.value}; it cannot be {TRANSITIONS[action][1].value} now.",
+        )
     if action == "reject" and not comment.strip():
         raise Refusal(400, "Say why the request is rejected: a comment is required.")
 
@@ -89,4 +98,20 @@ def apply(req: ApprovalRequest, action: str, user: User, comment: str = "") -> S
         req.decision_comment = comment.strip() or None
     elif action == "archive":
         req.archived_at = now
+    return previous
+
+
+def perform(
+    db: Session, req: ApprovalRequest, action: str, user: User, comment: str = ""
+) -> Status:
+    """`apply()`, then write the change now, only if the request is still in the status it was
+    read with (the model's version column): of two people who decide the same request at the
+    same moment, one wins and the other gets Refusal(409). Call it inside the transaction that
+    records the audit event, and record the event after it returns."""
+    previous = apply(req, action, user, comment)
+    try:
+        db.flush()
+    except StaleDataError:
+        message = DECIDED_ELSEWHERE if action in DECISIONS else CHANGED_ELSEWHERE
+        raise Refusal(409, message) from None
     return previous

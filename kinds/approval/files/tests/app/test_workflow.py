@@ -1,10 +1,12 @@
 """Yours to edit. The approval life cycle as a table: who may do what, and when."""
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 
 from app.models import ApprovalRequest, Status
-from app.workflow import Refusal, allowed_actions, apply
-from guardrails import User
+from app.workflow import Refusal, allowed_actions, apply, perform
+from guardrails import Model, User
 
 
 def user(email, *roles):
@@ -69,3 +71,26 @@ def test_buttons_follow_the_rules():
     assert allowed_actions(request(Status.SUBMITTED), APPROVER) == ["approve", "reject"]
     assert allowed_actions(request(Status.SUBMITTED, requester=APPROVER), APPROVER) == []
     assert allowed_actions(request(Status.REJECTED), ADMIN) == ["archive"]
+
+
+def test_a_decision_made_meanwhile_wins_and_the_late_one_is_refused(tmp_path):
+    """Both approvers read the request while it is submitted; the first to write wins, the
+    second write finds the status changed and is refused (409) without overwriting it."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'race.db'}")
+    Model.metadata.create_all(engine)
+    with Session(engine) as db:
+        db.add(request(Status.SUBMITTED))
+        db.commit()
+    other = user("sam@example.com", "approver")
+    with Session(engine) as first, Session(engine) as second:
+        mine, theirs = first.get(ApprovalRequest, 1), second.get(ApprovalRequest, 1)
+        assert perform(first, mine, "approve", APPROVER, "fine") == Status.SUBMITTED
+        first.commit()
+        with pytest.raises(Refusal, match="decided by someone else") as refused:
+            perform(second, theirs, "reject", other, "no")
+        assert refused.value.status == 409
+        second.rollback()
+    with Session(engine) as db:
+        stored = db.get(ApprovalRequest, 1)
+        assert (stored.status, stored.decided_by) == (Status.APPROVED, APPROVER.id)
+    engine.dispose()

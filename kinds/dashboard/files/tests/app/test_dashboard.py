@@ -97,3 +97,13 @@ def test_export_cells_cannot_run_as_spreadsheet_formulas():
         assert spreadsheet_safe(formula) == "'" + formula
     assert spreadsheet_safe("Printer on floor 2") == "Printer on floor 2"
     assert spreadsheet_safe(-3) == -3 and spreadsheet_safe(None) is None
+
+
+def test_pages_have_no_inline_styles(live_app, signed_in):
+    """The strict Content-Security-Policy blocks inline styles: no page may use them."""
+    client = signed_in("admin")
+    for path in ("/", "/tickets", "/tickets?q=a&sort=team&desc=true"):
+        page = client.get(f"{live_app.url}{path}")
+        assert page.status_code == 200, path
+        assert not re.search(r"<[a-z][^>]*\sstyle\s*=|<style[\s>]", page.text, re.I), path
+        assert "'unsafe-inline'" not in page.headers["content-security-policy"]

@@ -22,6 +22,10 @@ class ProviderError(RuntimeError):
     """The incident API refused or failed a call; the message is safe to show."""
 
 
+class NotFound(ProviderError):
+    """The incident API does not know this incident (its 404), or the id cannot be one."""
+
+
 @dataclass(frozen=True)
 class Incident:
     id: str
@@ -70,7 +74,7 @@ class Provider(Protocol):
 
 def _json(response) -> dict[str, Any]:
     if response.status_code == 404:
-        raise ProviderError("The incident service does not know this incident.")
+        raise NotFound("The incident service does not know this incident.")
     if response.status_code >= 400:
         raise ProviderError(f"The incident service refused the request ({response.status_code}).")
     try:
@@ -84,7 +88,7 @@ def _json(response) -> dict[str, Any]:
 def _id(incident_id: str) -> str:
     """The id as a URL path segment, or a refusal: it must not change which URL is called."""
     if not re.fullmatch(INCIDENT_ID, incident_id):
-        raise ProviderError("This is not an incident id.")
+        raise NotFound("This is not an incident id.")
     return incident_id
 
 

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
-from app.incidents import INCIDENT_ID, ProviderError
+from app.incidents import INCIDENT_ID, NotFound, ProviderError
 from app.provider import provider
 from guardrails import (
     ConnectorError,
@@ -39,8 +39,17 @@ def _failed(action: str, incident_id: str, exc: Exception, **metadata) -> HTTPEx
         resource=("incident", incident_id),
         metadata={"outcome": str(exc), **metadata},
     )
-    status = getattr(exc, "status", 502) if isinstance(exc, ConnectorError) else 502
-    return HTTPException(status, f"The incident service did not {action} it: {exc}")
+    return HTTPException(status_of(exc), f"The incident service did not {action} it: {exc}")
+
+
+def status_of(exc: Exception) -> int:
+    """The page's status for a failed call: 404 when the incident API does not know the
+    incident, the connector's own status (403, 429, 503...) when it refused, else 502."""
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, ConnectorError):
+        return getattr(exc, "status", 502)
+    return 502
 
 
 @router.get("/")
@@ -58,9 +67,9 @@ def show_incident(request: Request, incident_id: IncidentId, user: Responder) ->
     try:
         incident = source.incident(incident_id)
         notes, targets = source.notes(incident_id), source.targets(incident_id)
-    except ProviderError as exc:
+    except NotFound as exc:
         raise HTTPException(404, str(exc)) from None
-    except ConnectorError as exc:
+    except (ProviderError, ConnectorError) as exc:
         raise HTTPException(502, f"The incident service could not be read: {exc}") from None
     return render(
         request,

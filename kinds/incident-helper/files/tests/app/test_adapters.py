@@ -4,7 +4,7 @@
 import httpx
 import pytest
 
-from app.incidents import ADAPTERS, ProviderError
+from app.incidents import ADAPTERS, NotFound, ProviderError
 from guardrails.testing import serve_demo_incidents
 
 SECRET = "adapter-tests-secret"  # pragma: allowlist secret (the demo service's, made up here)
@@ -73,9 +73,11 @@ def test_token_is_required_and_bounded_to_scope(service):
 def test_unknown_incident_and_bad_level_are_clear_errors(service):
     base, _ = service
     generic = ADAPTERS["generic"](client(base, "api"))
-    with pytest.raises(ProviderError, match="does not know this incident"):
+    with pytest.raises(NotFound, match="does not know this incident"):
         generic.incident("NOPE")
     pagerduty = ADAPTERS["pagerduty"](client(base, "pagerduty"))
+    with pytest.raises(NotFound, match="does not know this incident"):  # the page says 404
+        pagerduty.acknowledge("NOPE", by="x@example.com")
     with pytest.raises(ProviderError, match="escalation level"):
         pagerduty.escalate("INC1001", "boss", by="x@example.com")
 

@@ -73,3 +73,25 @@ def test_people_without_a_role_are_refused(live_app, demo):
     with live_app.client() as client:
         login(client, live_app, demo["admin"])  # admins may act too
         assert client.get(f"{live_app.url}/incidents/INC1001").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("action", "data"),
+    [("acknowledge", {}), ("escalate", {"target": "2"}), ("notes", {"text": "Anyone?"})],
+)
+def test_an_action_on_an_unknown_incident_is_not_found(live_app, responder, action, data):
+    """The incident API's 404 is the page's 404 (not a 502), and the failure is audited."""
+    answer = post(responder, live_app, f"/incidents/INC999999/{action}", **data)
+    assert answer.status_code == 404, answer.text
+    event = live_app.audit_events()[-1]
+    assert event["result"] == "failure" and event["resource"]["id"] == "INC999999"
+    assert responder.get(f"{live_app.url}/incidents/INC999999").status_code == 404
+
+
+def test_pages_have_no_inline_styles(live_app, responder):
+    """The strict Content-Security-Policy blocks inline styles: no page may use them."""
+    for path in ("/", "/incidents/INC1001"):
+        page = responder.get(f"{live_app.url}{path}")
+        assert page.status_code == 200, path
+        assert not re.search(r"<[a-z][^>]*\sstyle\s*=|<style[\s>]", page.text, re.I), path
+        assert "'unsafe-inline'" not in page.headers["content-security-policy"]
