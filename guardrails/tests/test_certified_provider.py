@@ -43,10 +43,19 @@ def with_sso(manifest: Manifest, **sso) -> Manifest:
 
 @pytest.fixture
 def certified(tmp_path, manifest):
-    """Start the provider and the tiny app against it: `certified(path=..., **sso)`."""
+    """Start the provider and the tiny app against it: `certified(path=..., **sso)` (`app`: the
+    app's factory, `runtime -> ASGI app`, tiny_app unless given)."""
     stack = []
 
-    def start(path="", auth_method="client_secret_basic", ttl=300, jwks=None, secret=SECRET, **sso):
+    def start(
+        path="",
+        auth_method="client_secret_basic",
+        ttl=300,
+        jwks=None,
+        secret=SECRET,
+        app=tiny_app,
+        **sso,
+    ):
         base_url = f"http://localhost:{free_port()}"
         registration = client(base_url, manifest.sso_client_id, SECRET, auth_method, jwks)
         api_caller = client(base_url, "api-caller", SECRET)
@@ -64,9 +73,9 @@ def certified(tmp_path, manifest):
         settings = test_settings(
             folder, provider.issuer, base_url=base_url, sso_client_secret=secret
         )
-        app = serve(tiny_app, build_runtime(settings, with_sso(manifest, **sso)))
-        live = app.__enter__()
-        stack.append(app)
+        served = serve(app, build_runtime(settings, with_sso(manifest, **sso)))
+        live = served.__enter__()
+        stack.append(served)
         return provider, live
 
     yield start
