@@ -55,7 +55,7 @@ from .conftest import DEFAULTS
         ({"owner_email": "hr-ops@example.com\n"}, "owner_email", "is not an e-mail"),
         ({"sso_issuer": "https://idp.example.com\n"}, "sso_issuer", "https://"),
         ({"sso_client_id": "leave-requests\n"}, "sso_client_id", "may use letters"),
-        ({"approver_groups": "hr-approvers\n"}, "approver_groups", "separated by commas"),
+        ({"approver_groups": "hr-approvers\n"}, "approver_groups", "one line"),
         ({"app_name": "Leave requests\n"}, "app_name", "one line"),
         ({"app_name": "Leave\x7frequests"}, "app_name", "control characters"),
         ({"description": "Leave\x85requests"}, "description", "one line"),
