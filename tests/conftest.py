@@ -6,6 +6,7 @@ them up (`make setup` in a fresh folder: own .venv, pip install, git init, pre-c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -170,33 +171,45 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def package_index(wheelhouse) -> Iterator[str]:
-    """A real package index (pypiserver, PEP 503) serving the wheelhouse: what the company
-    index is to apps. Locked from an index, uv.lock records the SDK's URL and hashes."""
+@contextlib.contextmanager
+def serve_package_index(folder: Path, uploads: bool = False) -> Iterator[str]:
+    """A real package index (pypiserver, PEP 503) over `folder` on a free local port; yields
+    its base URL. With `uploads`, it takes uploads without a password (`make publish`)."""
+    pytest.importorskip("pypiserver", reason="pypiserver (a dev dependency) is not installed")
     port = free_port()
+    access = ("-a", ".", "-P", ".") if uploads else ()
     server = subprocess.Popen(
         [
             *(sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(port)),
-            *("--disable-fallback", "--log-stream", "none", str(wheelhouse)),
+            *(*access, "--disable-fallback", "--log-stream", "none", str(folder)),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}/simple/"
+    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
-            urllib.request.urlopen(url, timeout=2).close()
+            urllib.request.urlopen(f"{url}/simple/", timeout=2).close()  # noqa: S310 (local)
             break
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 server.kill()
                 pytest.fail("the local package index (pypiserver) did not start")
             time.sleep(0.2)
-    yield url
-    server.terminate()
-    server.wait(timeout=10)
+    try:
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def package_index(wheelhouse) -> Iterator[str]:
+    """The wheelhouse served by a real package index: what the company index is to apps.
+    Locked from an index, uv.lock records the SDK's URL and hashes."""
+    with serve_package_index(wheelhouse) as url:
+        yield f"{url}/simple/"
 
 
 def setup_app(app: Path, index: str) -> None:

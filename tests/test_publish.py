@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from .conftest import serve_package_index
 
 REPO = Path(__file__).resolve().parent.parent
 GUARDRAILS = REPO / "guardrails"
@@ -31,12 +29,6 @@ def version() -> str:
     namespace: dict[str, str] = {}
     exec((GUARDRAILS / "src/guardrails/_version.py").read_text(), namespace)  # noqa: S102
     return namespace["__version__"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(*args: str | Path, **kwargs) -> subprocess.CompletedProcess:
@@ -58,34 +50,10 @@ def wheel(tmp_path_factory) -> Path:
 @pytest.fixture
 def index(tmp_path):
     """A local package index (pypiserver) that accepts uploads without a password."""
-    pytest.importorskip("pypiserver", reason="pypiserver (a dev dependency) is not installed")
     packages = tmp_path / "packages"
     packages.mkdir()
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(port)),
-            *("-a", ".", "-P", ".", "--log-stream", "none", str(packages)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/simple/", timeout=2).close()  # noqa: S310 (local)
-            break
-        except (urllib.error.URLError, ConnectionError):
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail("the local package index did not start")
-            time.sleep(0.2)
-    try:
+    with serve_package_index(packages, uploads=True) as url:
         yield url, packages
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_the_wheel_carries_its_data_files_and_no_tests(wheel):

@@ -312,6 +312,16 @@ class SSO:
                 raise self.provider_error(exc, "jwks") from None
         return self._jwks[1]
 
+    async def _decode(self, token: str, keys: KeySet, algorithms: list[str]):
+        """The token's signature checked with the provider's keys; on a key id the set does not
+        know (the provider rotated its keys), the keys are fetched again once."""
+        try:
+            return jwt.decode(token, keys, algorithms=algorithms)
+        except JoseError as exc:
+            if "kid" not in str(exc).lower():
+                raise
+            return jwt.decode(token, await self._key_set(force=True), algorithms=algorithms)
+
     async def verify_bearer(self, token: str) -> dict[str, Any]:
         """Verified claims of a bearer JWT access token, or NotAuthenticated saying why not.
 
@@ -319,12 +329,7 @@ class SSO:
         """
         keys = await self._key_set()
         try:
-            try:
-                decoded = jwt.decode(token, keys, algorithms=self.algorithms)
-            except JoseError as exc:
-                if "kid" not in str(exc).lower():
-                    raise
-                decoded = jwt.decode(token, await self._key_set(force=True), self.algorithms)
+            decoded = await self._decode(token, keys, self.algorithms)
             jwt.JWTClaimsRegistry(
                 leeway=self.leeway,
                 iss={"essential": True, "value": self.issuer},
@@ -533,12 +538,7 @@ class SSO:
             if a.lower() != "none"
         ]
         try:
-            try:
-                decoded = jwt.decode(token, await self._key_set(), algorithms=algorithms)
-            except JoseError as exc:
-                if "kid" not in str(exc).lower():
-                    raise
-                decoded = jwt.decode(token, await self._key_set(force=True), algorithms)
+            decoded = await self._decode(token, await self._key_set(), algorithms)
             jwt.JWTClaimsRegistry(
                 leeway=self.leeway,
                 iss={"essential": True, "value": self.issuer},
