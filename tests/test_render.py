@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -278,3 +281,26 @@ def test_each_kind_gets_its_tier_roles_and_connector(rendered):
         'PROVIDER = "pagerduty"'
         in (rendered["incident-helper"] / "src/app/provider.py").read_text()
     )
+
+
+def test_app_code_may_import_only_public_guardrails_names(rendered, tmp_path):
+    """The app's ruff config (template-owned) refuses SDK internals and the test kit in app
+    code, so an owner's import of `guardrails.core...` fails `make check` with what to use."""
+    app = tmp_path / "app"
+    shutil.copytree(rendered["defaults"], app, ignore=shutil.ignore_patterns(".venv", ".git"))
+    (app / "src/app/sneaky.py").write_text(
+        '"""Yours to edit."""\n\nfrom guardrails import audit\n'
+        "from guardrails.core.rules import risk_tier\n"
+        "from guardrails.testing import login\n\n"
+        "__all__ = ['audit', 'login', 'risk_tier']\n"
+    )
+    lint = subprocess.run(
+        [str(Path(sys.executable).parent / "ruff"), "check", "--no-cache", "src/app/sneaky.py"],
+        cwd=app,
+        capture_output=True,
+        text=True,
+    )
+    assert lint.returncode == 1, lint.stdout
+    assert "`guardrails.core` is banned" in lint.stdout and "import public names" in lint.stdout
+    assert "`guardrails.testing` is banned" in lint.stdout
+    assert "`guardrails.audit` is banned" not in lint.stdout  # the public recorder is fine
