@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -165,17 +164,13 @@ def wheelhouse(tmp_path_factory) -> Path:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve_package_index(folder: Path, uploads: bool = False) -> Iterator[str]:
     """A real package index (pypiserver, PEP 503) over `folder` on a free local port; yields
     its base URL. With `uploads`, it takes uploads without a password (`make publish`)."""
     pytest.importorskip("pypiserver", reason="pypiserver (a dev dependency) is not installed")
+    from guardrails.testing import free_port  # the test kit's; imported here, it is slow to load
+
     port = free_port()
     access = ("-a", ".", "-P", ".") if uploads else ()
     server = subprocess.Popen(

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 
@@ -19,12 +18,6 @@ import pytest
 from .conftest import run
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stop(proc: subprocess.Popen, sig: int) -> None:
@@ -38,6 +31,8 @@ def make_dev(app, env=None, log=None):
     """`make dev` in `app` on free ports, as its owner would start it; stopped afterwards.
 
     `env` replaces the environment; `log`, a list, receives the output once it stopped."""
+    from guardrails.testing import free_port  # the test kit's; imported here, it is slow to load
+
     port, idp_port = free_port(), free_port()
     proc = subprocess.Popen(
         ["make", "dev", f"PORT={port}", f"IDP_PORT={idp_port}"],
