@@ -6,6 +6,8 @@ manifest schema  print where the manifest's JSON Schema is installed
 policy check     evaluate the CoE's Rego policies (policy/*.rego) against microapp.yaml
 audit verify     prove the audit log's hash chain is intact
 drift            check template-owned files and that no vendored guardrails copy remains
+deploy values    the Helm chart's values derived from microapp.yaml (make chart-values)
+deploy gate      may the app be deployed today? warns before expiry, refuses after it
 dev              run the local sign-in service and the app (make dev; needs [testing])
 """
 
@@ -150,6 +152,55 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return drift.main([args.root, "--list", args.list, *extra])
 
 
+def _load_for_deploy(path: str):
+    from guardrails.core.manifest import ManifestError, load_manifest
+
+    try:
+        return load_manifest(path)
+    except ManifestError as exc:
+        _report_invalid(exc)
+        return None
+
+
+def cmd_deploy_values(args: argparse.Namespace) -> int:
+    import yaml
+
+    from guardrails.core.deployment import chart_values
+
+    manifest = _load_for_deploy(args.file)
+    if manifest is None:
+        return 1
+    answers = manifest.path.parent / ".copier-answers.yml"
+    version = "unknown"
+    if answers.exists():
+        version = str((yaml.safe_load(answers.read_text("utf-8")) or {}).get("_commit", version))
+    text = (
+        "# Generated from microapp.yaml by `python -m guardrails deploy values` (make chart-values)"
+        ": do not edit.\n" + yaml.safe_dump(chart_values(manifest.raw, version), sort_keys=False)
+    )
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, "utf-8")
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_deploy_gate(args: argparse.Namespace) -> int:
+    from guardrails.core.deployment import deploy_gate
+
+    manifest = _load_for_deploy(args.file)
+    if manifest is None:
+        return 1
+    today = dt.date.fromisoformat(args.today) if args.today else None
+    result = deploy_gate(manifest.raw, today)
+    print(result.message, file=sys.stderr if not result.allowed else sys.stdout)
+    if args.outputs:  # a CI step's outputs file ($GITHUB_OUTPUT) or a dotenv report (GitLab)
+        with open(args.outputs, "a", encoding="utf-8") as out:
+            out.write(f"expiry={result.status}\ndays_left={result.days_left}\n")
+    return 0 if result.allowed else 1
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from guardrails.core.manifest import ManifestError, load_manifest
     from guardrails.testing.devserver import run_dev
@@ -216,6 +267,18 @@ def main(argv: list[str] | None = None) -> int:
         help="with --write: a tree that adds files to the shared one (each kind's files/)",
     )
     drift.set_defaults(func=cmd_drift)
+
+    deploy = sub.add_parser("deploy", help="deployment: chart values, the expiry gate")
+    deploy_sub = deploy.add_subparsers(dest="action", required=True)
+    values = deploy_sub.add_parser("values", help="the Helm chart's values from microapp.yaml")
+    values.add_argument("--file", default=str(Settings.from_env().manifest_path))
+    values.add_argument("--output", help="write to this file (default: print)")
+    values.set_defaults(func=cmd_deploy_values)
+    gate = deploy_sub.add_parser("gate", help="refuse a deploy after expiry, warn before it")
+    gate.add_argument("--file", default=str(Settings.from_env().manifest_path))
+    gate.add_argument("--today", help="decide as of this date (YYYY-MM-DD)")
+    gate.add_argument("--outputs", help="append expiry=<ok|soon|expired> and days_left=N here")
+    gate.set_defaults(func=cmd_deploy_gate)
 
     dev = sub.add_parser("dev", help="local sign-in service + app with auto-reload")
     dev.add_argument("--port", type=int, default=8000)
