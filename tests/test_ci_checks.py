@@ -9,6 +9,8 @@ downloads a binary when it is installed, which this closed network refuses.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -87,7 +89,9 @@ def test_zizmor_finds_nothing_and_would_catch_an_unpinned_action(ci_apps, tmp_pa
     workflow = bad / ".github/workflows/ci.yml"
     workflow.write_text(
         workflow.read_text().replace(
-            "actions/upload-artifact@v4.6.2", "someone/upload-anything@v1", 1
+            "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f",
+            "actions/upload-artifact@v7",
+            1,
         )
     )
     caught = run([str(BIN / "zizmor"), "--offline", "."], cwd=bad, check=False)
@@ -114,13 +118,17 @@ def test_actionlint_finds_nothing_and_would_catch_script_injection(ci_apps, tmp_
 
 
 def test_workflow_is_least_privilege_and_pinned(ci_apps):
-    workflow = yaml.safe_load((ci_apps["github"] / ".github/workflows/ci.yml").read_text())
+    app = ci_apps["github"]
+    assert not (app / ".github/zizmor.yml").exists()  # zizmor's default policy, not relaxed
+    workflow = yaml.safe_load((app / ".github/workflows/ci.yml").read_text())
     assert workflow["permissions"] == {"contents": "read"}
+    text = (app / ".github/workflows/ci.yml").read_text()
     for job in workflow["jobs"].values():
         for step in job.get("steps", []):
             if "uses" in step:
                 ref = step["uses"].split("@", 1)[1]
-                assert ref.startswith("v") and ref.count(".") == 2, step["uses"]
+                assert len(ref) == 40 and int(ref, 16) >= 0, step["uses"]  # a commit, not a tag
+                assert f"{step['uses']} # v" in text  # the version it is, for Renovate
     jobs = set(workflow["jobs"])
     assert {
         "lint",
@@ -131,17 +139,88 @@ def test_workflow_is_least_privilege_and_pinned(ci_apps):
         "policy",
         "template-currency",
         "image",
+        "deploy-staging",
         "promote",
+        "release-record",
+        "expiry-notice",
+        "retire",
     } <= jobs
+    renovate = json.loads((app / "renovate.json").read_text())
+    assert "helpers:pinGitHubActionDigests" in renovate["extends"]
+    assert ":pinDigests" in renovate["extends"]
+
+
+def test_every_python_job_installs_from_the_lock_file_with_a_cache(ci_apps):
+    workflow = yaml.safe_load((ci_apps["github"] / ".github/workflows/ci.yml").read_text())
+    installing = [
+        j
+        for j in workflow["jobs"].values()
+        if any(s.get("run") == "make install-locked" for s in j.get("steps", []))
+    ]
+    assert len(installing) >= 8
+    for job in installing:
+        uv = next(s for s in job["steps"] if s.get("uses", "").startswith("astral-sh/setup-uv@"))
+        assert uv["with"] == {"enable-cache": True, "cache-dependency-glob": "uv.lock"}
+        assert not any(s.get("run") == "make setup" for s in job["steps"])
+    gitlab = yaml.safe_load((ci_apps["gitlab"] / ".gitlab-ci.yml").read_text())
+    assert "make install-locked" in gitlab["default"]["before_script"]
+    assert gitlab["default"]["cache"]["key"] == {"files": ["uv.lock"]}
+
+
+def test_the_image_is_scanned_pushed_signed_and_attested(ci_apps):
+    workflow = yaml.safe_load((ci_apps["github"] / ".github/workflows/ci.yml").read_text())
+    image = workflow["jobs"]["image"]
+    uses = [s.get("uses", "").split("@")[0] for s in image["steps"]]
+    order = [
+        "docker/build-push-action",
+        "aquasecurity/trivy-action",
+        "docker/login-action",
+        "sigstore/cosign-installer",
+        "actions/attest-build-provenance",
+        "actions/attest-sbom",
+    ]
+    assert [u for u in uses if u in order] == [
+        "docker/build-push-action",
+        "aquasecurity/trivy-action",
+        "aquasecurity/trivy-action",
+        "docker/login-action",
+        "docker/build-push-action",
+        "sigstore/cosign-installer",
+        "actions/attest-build-provenance",
+        "actions/attest-sbom",
+    ]  # scanned before it is pushed; signed and attested after
+    assert image["permissions"]["id-token"] == "write"
+    assert image["env"]["IMAGE"] == "${{ needs.policy.outputs.repository }}"  # from microapp.yaml
+    gitlab = yaml.safe_load((ci_apps["gitlab"] / ".gitlab-ci.yml").read_text())
+    script = "\n".join(gitlab["sign-and-attest"]["script"])
+    for command in ("cosign sign", "--type cyclonedx", "--type slsaprovenance1"):
+        assert command in script
+    assert gitlab["sign-and-attest"]["id_tokens"]["SIGSTORE_ID_TOKEN"]["aud"] == "sigstore"
+    dockerfile = (ci_apps["github"] / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim@sha256:[0-9a-f]{64}$", dockerfile, re.M)
 
 
 def test_promotion_follows_the_risk_tier(ci_apps):
     github = yaml.safe_load((ci_apps["github"] / ".github/workflows/ci.yml").read_text())
-    assert github["jobs"]["promote"]["environment"] == "${{ needs.policy.outputs.environment }}"
-    tier_step = next(s for s in github["jobs"]["policy"]["steps"] if s.get("id") == "tier")
+    jobs = github["jobs"]
+    assert jobs["promote"]["environment"] == "${{ needs.policy.outputs.environment }}"
+    tier_step = next(s for s in jobs["policy"]["steps"] if s.get("id") == "tier")
     assert "1) environment=production ;;" in tier_step["run"]
     assert "2) environment=production-security-review ;;" in tier_step["run"]
     assert "python -m guardrails manifest tier --quiet" in tier_step["run"]  # computed at run time
+    # Tier 2 and 3 go to staging first; tier 1 straight to production; both deploy for real.
+    assert jobs["deploy-staging"]["environment"] == "staging"
+    assert "needs.policy.outputs.tier != '1'" in jobs["deploy-staging"]["if"]
+    assert "deploy-staging" in jobs["promote"]["needs"]
+    assert "needs.policy.outputs.tier == '1'" in jobs["promote"]["if"]
+    for name, env in (("deploy-staging", "staging"), ("promote", "production")):
+        run_step = jobs[name]["steps"][-1]["run"]
+        assert f"make deploy ENV={env}" in run_step
+    gate = next(s for s in jobs["policy"]["steps"] if s.get("id") == "gate")
+    assert "guardrails deploy gate" in gate["run"]
+    record = jobs["release-record"]
+    assert set(record["needs"]) >= {"policy", "image", "deploy-staging", "promote"}
+    assert "getReviewsForRun" in record["steps"][0]["with"]["script"]  # who approved
     gitlab = yaml.safe_load((ci_apps["gitlab"] / ".gitlab-ci.yml").read_text())
     assert "MICROAPP_RISK_TIER" not in gitlab.get("variables", {})  # never frozen at copy time
     policy = gitlab["policy"]
@@ -149,13 +228,18 @@ def test_promotion_follows_the_risk_tier(ci_apps):
     assert policy["artifacts"]["reports"]["dotenv"] == "tier.env"
     auto = "\n".join(gitlab["promote-tier-1"]["script"])
     assert 'if [ "$MICROAPP_RISK_TIER" != "1" ]' in auto and "exit 0" in auto
+    assert "make deploy ENV=production" in auto
     reviewed = gitlab["promote-reviewed"]
     assert reviewed["when"] == "manual" and reviewed["environment"] == "production-reviewed"
+    assert reviewed["extends"] == ".promote" and "deploy-staging" in gitlab[".promote"]["needs"]
+    assert "make deploy ENV=staging" in "\n".join(gitlab["deploy-staging"]["script"])
+    assert gitlab["retire"]["rules"][0]["when"] == "on_failure"
+    assert "guardrails deploy gate" in "\n".join(gitlab["expiry"]["script"])
 
 
 def test_dockerfile_is_slim_non_root_and_has_a_healthcheck(ci_apps):
     text = (ci_apps["github"] / "Dockerfile").read_text()
-    assert "FROM python:3.11-slim" in text
+    assert "FROM python:3.11-slim@sha256:" in text
     assert "\nUSER 10001:10001\n" in text and "HEALTHCHECK" in text and "/healthz" in text
 
 
