@@ -227,6 +227,13 @@ def test_a_destination_without_addresses_fails_the_render(rendered, tmp_path):
     assert result.returncode != 0
     assert "egress.cidrs has no addresses for login.example.org" in result.stderr
     assert "deploy/values-staging.yaml" in result.stderr
+    # make chart's preview shows such a destination as a comment and allows only DNS.
+    args = ["-f", "deploy/values-staging.yaml", "--set", f"image.digest={DIGEST}"]
+    args += ["--set", "egress.requireCidrs=false", "-s", "templates/networkpolicy.yaml"]
+    preview = run([str(HELM), "template", "x", "deploy/chart", "-f", str(values), *args], cwd=app)
+    preview = preview.stdout
+    assert "# NOT ALLOWED YET: idp: login.example.org:443" in preview
+    assert egress_rules([yaml.safe_load(preview)]) == [("dns", 53), ("dns", 53)]
 
 
 def test_an_image_tag_instead_of_a_digest_is_refused(rendered, tmp_path):

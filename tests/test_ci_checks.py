@@ -220,7 +220,8 @@ def test_promotion_follows_the_risk_tier(ci_apps):
     assert "guardrails deploy gate" in gate["run"]
     record = jobs["release-record"]
     assert set(record["needs"]) >= {"policy", "image", "deploy-staging", "promote"}
-    assert "getReviewsForRun" in record["steps"][0]["with"]["script"]  # who approved
+    record_step = next(s for s in record["steps"] if "deploy record" in s.get("run", ""))
+    assert "/approvals" in record_step["run"] and "--gates needs.json" in record_step["run"]
     gitlab = yaml.safe_load((ci_apps["gitlab"] / ".gitlab-ci.yml").read_text())
     assert "MICROAPP_RISK_TIER" not in gitlab.get("variables", {})  # never frozen at copy time
     policy = gitlab["policy"]
@@ -234,6 +235,8 @@ def test_promotion_follows_the_risk_tier(ci_apps):
     assert reviewed["extends"] == ".promote" and "deploy-staging" in gitlab[".promote"]["needs"]
     assert "make deploy ENV=staging" in "\n".join(gitlab["deploy-staging"]["script"])
     assert gitlab["retire"]["rules"][0]["when"] == "on_failure"
+    after = "\n".join(gitlab[".promote"]["after_script"])
+    assert "guardrails deploy record" in after and "--approvals deployments.json" in after
     assert "guardrails deploy gate" in "\n".join(gitlab["expiry"]["script"])
 
 

@@ -12,10 +12,13 @@ from guardrails.cli import main
 from guardrails.core.deployment import (
     DEFAULT_QUOTAS,
     DEFAULT_REGISTRY,
+    approvals,
     chart_values,
     deploy_gate,
     egress,
+    gate_results,
     label_value,
+    release_record,
 )
 from guardrails.core.rules import EXPIRY_WARNING_DAYS
 
@@ -135,3 +138,92 @@ def test_gate_command_exits_1_after_expiry_and_writes_the_ci_outputs(tmp_path, c
     values = tmp_path / "out/values.yaml"
     assert main(["deploy", "values", "--file", str(manifest), "--output", str(values)]) == 0
     assert yaml.safe_load(values.read_text())["app"]["id"] == "leave-requests"
+
+
+GITHUB_NEEDS = {
+    "lint": {"result": "success", "outputs": {}},
+    "deploy-staging": {"result": "success", "outputs": {}},
+    "promote": {"result": "success", "outputs": {}},
+}
+GITHUB_REVIEWS = [
+    {
+        "state": "approved",
+        "comment": "security review done",
+        "environments": [{"id": 1, "name": "production-security-review"}],
+        "user": {"login": "sec-reviewer"},
+    }
+]
+GITLAB_JOBS = [
+    {"name": "lint", "status": "success"},
+    {"name": "promote-reviewed", "status": "failed"},
+]
+GITLAB_DEPLOYMENTS = [
+    {
+        "environment": {"name": "production-reviewed"},
+        "approvals": [
+            {"user": {"username": "dg-lead"}, "status": "rejected", "comment": "no DPIA"}
+        ],
+    }
+]
+
+
+def test_release_record_from_github_is_a_verifiable_audit_event(tmp_path, capsys):
+    import yaml
+
+    from guardrails.auditing.log import verify_file
+
+    manifest = tmp_path / "microapp.yaml"
+    data = {**MANIFEST, "schema_version": 3, "risk_tier": 2}
+    data["sso"] = {**data["sso"], "roles": {"user": ["all"]}}
+    manifest.write_text(yaml.safe_dump(data))
+    (tmp_path / "needs.json").write_text(json.dumps(GITHUB_NEEDS))
+    (tmp_path / "reviews.json").write_text(json.dumps(GITHUB_REVIEWS))
+    out = tmp_path / "release-record.jsonl"
+    image = "registry.example.com/microapps/leave-requests@sha256:" + "a" * 64
+    assert (
+        main(
+            ["deploy", "record", "--file", str(manifest), "--image", image]
+            + ["--gates", str(tmp_path / "needs.json"), "--approvals"]
+            + [str(tmp_path / "reviews.json"), "--actor", "alice", "--output", str(out)]
+            + ["--gate", "release-record=success"]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    record = json.loads(out.read_text())
+    assert record["action"] == "release.deploy" and record["result"] == "success"
+    assert record["resource"] == {"type": "image", "id": image}
+    assert record["metadata"]["gates"] == {
+        "lint": "success",
+        "deploy-staging": "success",
+        "promote": "success",
+        "release-record": "success",
+    }
+    assert record["metadata"]["approvals"] == [
+        {
+            "approver": "sec-reviewer",
+            "decision": "approved",
+            "environments": ["production-security-review"],
+            "comment": "security review done",
+        }
+    ]
+    assert verify_file(out).ok
+    out.write_text(out.read_text().replace("sec-reviewer", "someone-else"))
+    assert not verify_file(out).ok  # an edited record no longer verifies
+
+
+def test_release_record_from_gitlab_records_a_rejection_as_denied():
+    record = release_record(
+        "leave-requests",
+        "img@sha256:" + "b" * 64,
+        3,
+        gate_results(GITLAB_JOBS),
+        approvals(GITLAB_DEPLOYMENTS),
+        "bob",
+        "https://gitlab.example.com/p/-/pipelines/7",
+    )
+    assert record["result"] == "denied"
+    assert record["metadata"]["gates"] == {"lint": "success", "promote-reviewed": "failed"}
+    assert record["metadata"]["approvals"][0]["approver"] == "dg-lead"
+    failed = release_record("x", "i", 1, {"test": "failure"}, [], "ci", "1")
+    assert failed["result"] == "failure"

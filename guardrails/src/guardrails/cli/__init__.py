@@ -8,6 +8,7 @@ audit verify     prove the audit log's hash chain is intact
 drift            check template-owned files and that no vendored guardrails copy remains
 deploy values    the Helm chart's values derived from microapp.yaml (make chart-values)
 deploy gate      may the app be deployed today? warns before expiry, refuses after it
+deploy record    the release's audit record: each gate's result and who approved it
 dev              run the local sign-in service and the app (make dev; needs [testing])
 """
 
@@ -201,6 +202,34 @@ def cmd_deploy_gate(args: argparse.Namespace) -> int:
     return 0 if result.allowed else 1
 
 
+def cmd_deploy_record(args: argparse.Namespace) -> int:
+    import json
+
+    from guardrails.core.deployment import approvals, gate_results, release_record
+
+    manifest = _load_for_deploy(args.file)
+    if manifest is None:
+        return 1
+
+    def read(path: str | None):
+        return json.loads(Path(path).read_text("utf-8")) if path else None
+
+    try:
+        gates, approved = gate_results(read(args.gates)), approvals(read(args.approvals))
+        gates |= dict(item.split("=", 1) for item in args.gate)
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        print(f"Cannot read the gates or approvals: {exc}", file=sys.stderr)
+        return 1
+    tier, _reasons = risk_tier(manifest.raw)
+    record = release_record(
+        manifest.app_id, args.image, tier, gates, approved, args.actor, args.run
+    )
+    line = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    Path(args.output).write_text(line + "\n", "utf-8")
+    print(json.dumps(record, indent=2, ensure_ascii=False))
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from guardrails.core.manifest import ManifestError, load_manifest
     from guardrails.testing.devserver import run_dev
@@ -279,6 +308,17 @@ def main(argv: list[str] | None = None) -> int:
     gate.add_argument("--today", help="decide as of this date (YYYY-MM-DD)")
     gate.add_argument("--outputs", help="append expiry=<ok|soon|expired> and days_left=N here")
     gate.set_defaults(func=cmd_deploy_gate)
+
+    record = deploy_sub.add_parser("record", help="the release's audit record (gates, approvals)")
+    record.add_argument("--file", default=str(Settings.from_env().manifest_path))
+    record.add_argument("--image", required=True, help="<repository>@sha256:... released")
+    record.add_argument("--gates", help="JSON: GitHub's toJSON(needs) or GitLab's pipeline jobs")
+    record.add_argument("--gate", action="append", default=[], help="JOB=RESULT (e.g. this job)")
+    record.add_argument("--approvals", help="JSON: GitHub's run reviews or GitLab's deployments")
+    record.add_argument("--actor", default="ci", help="who started the release")
+    record.add_argument("--run", default="", help="the CI run's id or URL")
+    record.add_argument("--output", default="release-record.jsonl")
+    record.set_defaults(func=cmd_deploy_record)
 
     dev = sub.add_parser("dev", help="local sign-in service + app with auto-reload")
     dev.add_argument("--port", type=int, default=8000)

@@ -7,8 +7,10 @@
   the CIDRs behind every host come from the owner's deploy/values-<environment>.yaml.
 - `deploy_gate(data)`: may this app be deployed today? The expiry rule is rules.expiry_status;
   this only words the verdict for a pipeline (warn within the window, refuse after it).
+- `release_record(...)`: the audit record of a release: each gate's result and who approved it,
+  read from GitHub's or GitLab's own answers (`gate_results`, `approvals`).
 
-`python -m guardrails deploy values` and `python -m guardrails deploy gate` print them.
+`python -m guardrails deploy values|gate|record` print them.
 """
 
 from __future__ import annotations
@@ -152,3 +154,83 @@ def deploy_gate(data: Mapping[str, Any], today: dt.date | None = None) -> GateRe
         )
         return GateResult(status, days, True, message)
     return GateResult(status, days, True, f"{app}: expires {expires} ({days} day(s) left).")
+
+
+# ---------------------------------------------------------------------- release record
+def gate_results(data: Any) -> dict[str, str]:
+    """Each gate job's result, from GitHub's `toJSON(needs)` ({job: {result}}) or GitLab's
+    pipeline jobs API ([{name, status}])."""
+    if isinstance(data, Mapping):
+        return {job: str((value or {}).get("result", "unknown")) for job, value in data.items()}
+    return {str(job["name"]): str(job.get("status", "unknown")) for job in data or []}
+
+
+def approvals(data: Any) -> list[dict[str, Any]]:
+    """Who approved (or rejected) a protected environment, from GitHub's run reviews
+    ([{user: {login}, state, environments: [{name}], comment}]) or GitLab's deployments
+    ([{environment: {name}, approvals: [{user: {username}, status, comment}]}])."""
+    found = []
+    for item in data or []:
+        if "approvals" in item:  # a GitLab deployment
+            environment = (item.get("environment") or {}).get("name", "")
+            for approval in item["approvals"] or []:
+                found.append(
+                    {
+                        "approver": (approval.get("user") or {}).get("username", ""),
+                        "decision": approval.get("status", ""),
+                        "environments": [environment],
+                        "comment": approval.get("comment") or "",
+                    }
+                )
+        else:  # a GitHub review of a pending deployment
+            found.append(
+                {
+                    "approver": (item.get("user") or {}).get("login", ""),
+                    "decision": item.get("state", ""),
+                    "environments": [e.get("name", "") for e in item.get("environments") or []],
+                    "comment": item.get("comment") or "",
+                }
+            )
+    return found
+
+
+def release_record(
+    app_id: str,
+    image: str,
+    tier: int,
+    gates: Mapping[str, str],
+    approved: list[dict[str, Any]],
+    actor: str,
+    run: str,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The release's audit record: an audit event (docs: audit event) whose metadata holds every
+    gate's result and every approval. Alone on its line it is a chain of one, so `python -m
+    guardrails audit verify --file release-record.jsonl` proves it unedited."""
+    import uuid
+
+    from guardrails.auditing.log import GENESIS, event_hash
+
+    passed = ("success", "skipped", "manual")
+    if any(a["decision"] in ("rejected", "REJECTED") for a in approved):
+        result = "denied"
+    elif all(state in passed for state in gates.values()):
+        result = "success"
+    else:
+        result = "failure"
+    now = now or dt.datetime.now(dt.UTC)
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+        "app_id": app_id,
+        "actor": {"id": actor, "roles": ["ci"]},
+        "action": "release.deploy",
+        "resource": {"type": "image", "id": image},
+        "result": result,
+        "request_id": run,
+        "trace_id": "",
+        "source_ip": "",
+        "metadata": {"risk_tier": tier, "gates": dict(gates), "approvals": approved},
+        "prev_hash": GENESIS,
+    }
+    return {**event, "hash": event_hash(event)}
