@@ -31,6 +31,10 @@ EXPECTED = [
     ".github/workflows/ci.yml",
     "tests/contract/test_guardrails_contract.py",
     "policy/microapp.rego",
+    "deploy/chart/Chart.yaml",
+    "deploy/chart/templates/networkpolicy.yaml",
+    "deploy/values-staging.yaml",
+    "deploy/values-production.yaml",
     "src/app/main.py",
     "src/app/routes.py",
     "src/app/workflow.py",
@@ -179,7 +183,7 @@ def test_owner_files_are_protected_and_template_files_are_not(rendered):
     spec = pathspec.PathSpec.from_lines("gitignore", copier_config()["_skip_if_exists"])
     for app in rendered.values():
         for rel in files(app):
-            owner = rel.startswith(("src/app/", "tests/app/")) or rel == "app.mk"
+            owner = rel.startswith(("src/app/", "tests/app/", "deploy/values-")) or rel == "app.mk"
             assert spec.match_file(rel) == owner, rel
 
 
