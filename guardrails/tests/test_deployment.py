@@ -227,3 +227,14 @@ def test_release_record_from_gitlab_records_a_rejection_as_denied():
     assert record["metadata"]["approvals"][0]["approver"] == "dg-lead"
     failed = release_record("x", "i", 1, {"test": "failure"}, [], "ci", "1")
     assert failed["result"] == "failure"
+
+
+def test_gate_refuses_production_for_an_app_not_at_stage_production():
+    today = dt.date(2027, 1, 1)
+    sandbox = deploy_gate(MANIFEST, today, "production")
+    assert not sandbox.allowed and "lifecycle.stage: production" in sandbox.message
+    assert deploy_gate(MANIFEST, today, "staging").allowed
+    ready = {**MANIFEST, "lifecycle": {**MANIFEST["lifecycle"], "stage": "production"}}
+    assert deploy_gate(ready, today, "production").allowed
+    expired = deploy_gate(MANIFEST, dt.date(2028, 1, 1), "production")
+    assert "make renew" in expired.message  # expiry is named first

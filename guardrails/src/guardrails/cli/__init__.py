@@ -194,7 +194,7 @@ def cmd_deploy_gate(args: argparse.Namespace) -> int:
     if manifest is None:
         return 1
     today = dt.date.fromisoformat(args.today) if args.today else None
-    result = deploy_gate(manifest.raw, today)
+    result = deploy_gate(manifest.raw, today, args.environment)
     print(result.message, file=sys.stderr if not result.allowed else sys.stdout)
     if args.outputs:  # a CI step's outputs file ($GITHUB_OUTPUT) or a dotenv report (GitLab)
         with open(args.outputs, "a", encoding="utf-8") as out:
@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     gate = deploy_sub.add_parser("gate", help="refuse a deploy after expiry, warn before it")
     gate.add_argument("--file", default=str(Settings.from_env().manifest_path))
     gate.add_argument("--today", help="decide as of this date (YYYY-MM-DD)")
+    gate.add_argument("--environment", help="where to: production also needs stage production")
     gate.add_argument("--outputs", help="append expiry=<ok|soon|expired> and days_left=N here")
     gate.set_defaults(func=cmd_deploy_gate)
 

@@ -130,12 +130,19 @@ class GateResult:
     message: str
 
 
-def deploy_gate(data: Mapping[str, Any], today: dt.date | None = None) -> GateResult:
-    """Refuse a deploy after `lifecycle.expires`; warn within EXPIRY_WARNING_DAYS of it."""
+def deploy_gate(
+    data: Mapping[str, Any], today: dt.date | None = None, environment: str | None = None
+) -> GateResult:
+    """Refuse a deploy after `lifecycle.expires`; warn within EXPIRY_WARNING_DAYS of it.
+
+    A production deploy also needs `lifecycle.stage: production`: the guardrails refuse the
+    laptop fall-backs only at that stage, so a sandbox app never reaches production unchecked.
+    """
     expires = str(data["lifecycle"]["expires"])
     status = expiry_status(expires, today)
     days = days_until_expiry(expires, today)
     app = data["app_id"]
+    stage = data["lifecycle"].get("stage")
     if status == "expired":
         message = (
             f"REFUSED: {app} expired {-days} day(s) ago ({expires}); an expired app is not "
@@ -145,6 +152,15 @@ def deploy_gate(data: Mapping[str, Any], today: dt.date | None = None) -> GateRe
             "lifecycle.expires),\n"
             "  2. commit microapp.yaml and push: the pipeline runs the gates again,\n"
             "  3. the CoE approves the renewal in the pull request like any manifest change."
+        )
+        return GateResult(status, days, False, message)
+    if environment == "production" and stage != "production":
+        message = (
+            f"REFUSED: {app} is at lifecycle.stage {stage}, and only an app at stage production "
+            "is deployed to production (at that stage the guardrails refuse the laptop "
+            "fall-backs: SQLite, environment secrets, the local sign-in service).\n"
+            "Set `lifecycle.stage: production` in microapp.yaml, run `make check`, commit and "
+            "push (docs: Take an app to production)."
         )
         return GateResult(status, days, False, message)
     if status == "soon":
