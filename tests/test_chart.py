@@ -136,6 +136,7 @@ def test_the_deployment_is_probed_rolled_and_labelled_for_its_owner(charts, rend
         assert labels["microapp/kind"] == manifest.kind
         assert labels["microapp/classification"] == manifest.classification
         assert labels["microapp/template-version"] == "v9.9.9"
+        assert labels["microapp/stage"] == manifest.stage
         assert notes["microapp/owner"] == manifest.owner
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["VAULT_AUTH_METHOD"] == "kubernetes"

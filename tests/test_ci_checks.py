@@ -213,6 +213,9 @@ def test_promotion_follows_the_risk_tier(ci_apps):
     assert "needs.policy.outputs.tier != '1'" in jobs["deploy-staging"]["if"]
     assert "deploy-staging" in jobs["promote"]["needs"]
     assert "needs.policy.outputs.tier == '1'" in jobs["promote"]["if"]
+    # Only an app at lifecycle.stage production reaches production; the rest stop at staging.
+    assert "needs.policy.outputs.stage == 'production'" in jobs["promote"]["if"]
+    assert "needs.policy.outputs.stage != 'production'" in jobs["deploy-staging"]["if"]
     for name, env in (("deploy-staging", "staging"), ("promote", "production")):
         run_step = jobs[name]["steps"][-1]["run"]
         assert f"make deploy ENV={env}" in run_step

@@ -100,6 +100,7 @@ def chart_values(data: Mapping[str, Any], template_version: str = "unknown") -> 
             "classification": data["data"]["classification"],
             "pii": bool(data["data"]["pii"]),
             "expires": str(data["lifecycle"]["expires"]),
+            "stage": data["lifecycle"]["stage"],
             "templateVersion": label_value(template_version),
         },
         "image": {"repository": f"{deploy.get('registry', DEFAULT_REGISTRY)}/{data['app_id']}"},

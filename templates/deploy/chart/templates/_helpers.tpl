@@ -21,6 +21,7 @@ microapp/risk-tier: {{ .Values.app.tier | quote }}
 microapp/kind: {{ .Values.app.kind }}
 microapp/classification: {{ .Values.app.classification }}
 microapp/template-version: {{ .Values.app.templateVersion | quote }}
+microapp/stage: {{ .Values.app.stage }}
 {{- with .Values.environment }}
 microapp/environment: {{ . }}
 {{- end }}
