@@ -269,3 +269,23 @@ def test_the_expiry_gate_refuses_an_expired_app_with_the_renewal_steps(rendered)
     assert "REFUSED" in refused.stderr and "make renew" in refused.stderr
     warned = run([*gate, "--today", str(expires.replace(day=1))], cwd=app)
     assert "WARNING" in warned.stdout and "make renew" in warned.stdout
+
+
+@pytest.mark.slow
+def test_a_set_up_app_renders_its_chart_and_gates_its_deploy_with_make(set_up):
+    """What an owner types, in an app after `make setup`: the Makefile's wiring of the
+    generated values, Helm and the gate (Helm from .tools here, to skip a second download)."""
+    app = set_up["incident-helper"]
+    make = ["make", "--no-print-directory", f"HELM={HELM}"]
+    out = run([*make, "chart", "ENV=production"], cwd=app).stdout
+    docs = [doc for doc in yaml.safe_load_all(out) if doc]  # only YAML on stdout
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    assert {"Deployment", "NetworkPolicy", "Job"} <= {doc["kind"] for doc in docs}
+    assert (app / "deploy/.generated/manifest-values.yaml").exists()
+    refused = run([*make, "deploy", "ENV=production", "IMAGE_DIGEST=" + DIGEST], app, check=False)
+    assert refused.returncode != 0
+    assert "lifecycle.stage: production" in refused.stderr  # the gate runs before anything else
+    assert "helm upgrade" not in refused.stdout
+    usage = run([*make, "verify-image"], cwd=app, check=False)
+    assert usage.returncode == 2 and "usage: make verify-image" in usage.stdout
