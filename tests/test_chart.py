@@ -37,16 +37,16 @@ def _endpoint_hosts(env_values: dict) -> list[str]:
     return [urlsplit(url).hostname for url in (env_values.get("platform") or {}).values() if url]
 
 
-def render_chart(
+def value_files(
     app: Path, env: str, tmp_path: Path, manifest: dict | None = None, extra: dict | None = None
-) -> list[dict]:
-    """`helm template` of `app`'s chart for `env`, with addresses for every destination."""
+) -> list[str]:
+    """`-f` arguments as make chart passes them, plus addresses for every destination."""
     data = manifest or load_manifest(app / "microapp.yaml").raw
     values = chart_values(data, "v9.9.9")
     env_values = yaml.safe_load((app / f"deploy/values-{env}.yaml").read_text())
     hosts = [d["host"] for d in values["egress"]["manifest"]] + _endpoint_hosts(env_values)
     cidrs = {host: [f"10.0.{i}.0/24"] for i, host in enumerate(hosts)}
-    args = [str(HELM), "template", data["app_id"], str(app / "deploy/chart")]
+    args = []
     # In make chart's order: the manifest's values, then the environment's file, then ours.
     ours = {"egress": {"cidrs": cidrs}, "image": {"digest": DIGEST}}
     layers = [("manifest", values), (f"values-{env}", None), ("ours", ours)]
@@ -55,7 +55,16 @@ def render_chart(
         if content is not None:
             path.write_text(yaml.safe_dump(content))
         args += ["-f", str(path)]
-    result = run(args, cwd=app)
+    return args
+
+
+def render_chart(
+    app: Path, env: str, tmp_path: Path, manifest: dict | None = None, extra: dict | None = None
+) -> list[dict]:
+    """`helm template` of `app`'s chart for `env`, with addresses for every destination."""
+    data = manifest or load_manifest(app / "microapp.yaml").raw
+    files = value_files(app, env, tmp_path, data, extra)
+    result = run([str(HELM), "template", data["app_id"], str(app / "deploy/chart"), *files], app)
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
@@ -91,6 +100,13 @@ def test_every_kind_and_tier_renders_valid_kubernetes_objects(charts, rendered):
         }, (name, env)
         for doc in docs:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_helm_lint_passes_strict(rendered, tmp_path):
+    app = rendered["second"]
+    files = value_files(app, "production", tmp_path)
+    lint = run([str(HELM), "lint", "--strict", str(app / "deploy/chart"), *files], cwd=app)
+    assert "0 chart(s) failed" in lint.stdout
 
 
 def test_the_schemas_would_catch_a_broken_object(charts):
