@@ -157,6 +157,13 @@ def test_the_deployment_is_probed_rolled_and_labelled_for_its_owner(charts, rend
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["VAULT_AUTH_METHOD"] == "kubernetes"
         assert env["VAULT_KUBERNETES_ROLE"] == manifest.app_id
+        # No Kubernetes API token in the pod: a short-lived token for Vault's audience only.
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        vault = next(v for v in pod["volumes"] if v["name"] == "vault-token")
+        token = vault["projected"]["sources"][0]["serviceAccountToken"]
+        assert (token["audience"], token["expirationSeconds"]) == ("vault", 3600)
+        assert env["VAULT_KUBERNETES_JWT_FILE"] == "/var/run/secrets/vault/token"
         ingress = by_kind(charts[name, "production"], "Ingress")[0]
         assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
         job = by_kind(charts[name, "production"], "Job")[0]

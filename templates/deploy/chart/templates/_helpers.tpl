@@ -64,6 +64,18 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/* The only credential in the pod: a short-lived service-account token for Vault's audience,
+     rotated by the kubelet. No Kubernetes API token is mounted. */}}
+{{- define "microapp.vaultTokenVolume" -}}
+- name: vault-token
+  projected:
+    sources:
+      - serviceAccountToken:
+          path: token
+          audience: {{ .Values.vault.audience | quote }}
+          expirationSeconds: 3600
+{{- end -}}
+
 {{- define "microapp.baseUrl" -}}
 {{- .Values.baseUrl | default (printf "https://%s" (required "ingress.host is missing: set it in deploy/values-<environment>.yaml" .Values.ingress.host)) -}}
 {{- end -}}
@@ -82,6 +94,8 @@ seccompProfile:
   value: {{ .Values.platform.vaultAuthMount | quote }}
 - name: VAULT_KUBERNETES_ROLE
   value: {{ .Values.vault.role | quote }}
+- name: VAULT_KUBERNETES_JWT_FILE
+  value: /var/run/secrets/vault/token
 {{- with .Values.platform.otlpEndpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}
