@@ -12,12 +12,12 @@ egress list that follows the manifest (a new connector adds its host).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
+from guardrails.cli import main as cli
 from guardrails.core.deployment import DEFAULT_QUOTAS, chart_values
 from guardrails.core.manifest import load_manifest
 
@@ -282,16 +282,18 @@ def test_autoscaling_follows_the_manifest(rendered, tmp_path):
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
-def test_the_expiry_gate_refuses_an_expired_app_with_the_renewal_steps(rendered):
-    """The pipeline's deploy step runs this command first (make deploy, the CI deploy jobs)."""
-    app = rendered["defaults"]
-    gate = [sys.executable, "-m", "guardrails", "deploy", "gate", "--file", "microapp.yaml"]
-    expires = load_manifest(app / "microapp.yaml").expires
-    refused = run([*gate, "--today", "2999-01-01"], cwd=app, check=False)
-    assert refused.returncode == 1
-    assert "REFUSED" in refused.stderr and "make renew" in refused.stderr
-    warned = run([*gate, "--today", str(expires.replace(day=1))], cwd=app)
-    assert "WARNING" in warned.stdout and "make renew" in warned.stdout
+def test_the_expiry_gate_refuses_an_expired_app_with_the_renewal_steps(rendered, capsys):
+    """The command the pipeline's deploy step runs first (make deploy, the CI's policy job),
+    called in-process on a rendered app's manifest."""
+    manifest = rendered["defaults"] / "microapp.yaml"
+    gate = ["deploy", "gate", "--file", str(manifest)]
+    expires = load_manifest(manifest).expires
+    assert cli([*gate, "--today", "2999-01-01"]) == 1
+    refused = capsys.readouterr().err
+    assert "REFUSED" in refused and "make renew" in refused
+    assert cli([*gate, "--today", str(expires.replace(day=1))]) == 0
+    warned = capsys.readouterr().out
+    assert "WARNING" in warned and "make renew" in warned
 
 
 @pytest.mark.slow
