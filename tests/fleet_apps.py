@@ -13,19 +13,23 @@ from pathlib import Path
 
 
 def _edit(path: Path, old: str | re.Pattern, new: str, added: list[tuple[str, str]]) -> None:
-    text = path.read_text()
-    changed = re.sub(old, new, text, count=1) if isinstance(old, re.Pattern) else text.replace(
-        old, new, 1
+    text = path.read_text() if path.exists() else ""
+    changed = (
+        re.sub(old, new, text, count=1)
+        if isinstance(old, re.Pattern)
+        else text.replace(old, new, 1)
     )
     assert changed != text, f"{path.name}: the owner's edit point is missing"
     path.write_text(changed)
-    for line in new.splitlines():
-        if line.strip() and line not in text:
-            added.append((path.name, line))
+    before = set(text.splitlines())
+    added += [
+        (path.name, line) for line in changed.splitlines() if line.strip() and line not in before
+    ]
 
 
-def owner_edits(app: Path, n: int) -> list[tuple[str, str]]:
-    """Edit app `app` as owner number `n` would; returns (file, line) for each added line."""
+def owner_edits(app: Path, n: int, connector: bool = True) -> list[tuple[str, str]]:
+    """Edit app `app` as owner number `n` would; returns (file, line) for each added line.
+    `connector`: also declare a new connector (which the CoE's allow-list does not know yet)."""
     added: list[tuple[str, str]] = []
     routes = app / "src/app/routes.py"
     _edit(
@@ -41,7 +45,7 @@ def owner_edits(app: Path, n: int) -> list[tuple[str, str]]:
         f'app = ["packaging>=23", "tabulate>=0.{n}"]  # yours',
         added,
     )
-    _edit(
+    _edit(  # app.mk is included by the Makefile if present; older kinds had none to start with
         app / "app.mk",
         re.compile(r"\Z"),
         f"\n.PHONY: owner-{n}\nowner-{n}: ## The owner's own target\n\t@echo owner {n}\n",
@@ -59,18 +63,18 @@ def owner_edits(app: Path, n: int) -> list[tuple[str, str]]:
     _edit(manifest, re.compile(r"sla_hours: \d+"), f"sla_hours: {4 + n}", added)
     _edit(
         manifest,
-        re.compile(r'^(    admin: \[)(.*)\]$', re.M),
+        re.compile(r"^(    admin: \[)(.*)\]$", re.M),
         rf'\g<1>\g<2>, "owner-{n}-admins"]',
         added,
     )
-    _edit(
-        manifest,
-        re.compile(r"^connectors: \[\]$", re.M),
-        "connectors:\n"
-        f"  - name: reports-{n}\n"
-        "    type: sql\n"
-        "    access: read-only\n"
-        f'    secret: "env:REPORTS_{n}_URL"',
-        added,
-    )
+    if connector:
+        spec = (
+            f"  - name: reports-{n}\n"
+            "    type: sql\n"
+            "    access: read-only\n"
+            f'    secret: "env:REPORTS_{n}_URL"'
+        )
+        empty = "connectors: []" in manifest.read_text()
+        where = re.compile(r"^connectors: \[\]$" if empty else r"^connectors:$", re.M)
+        _edit(manifest, where, f"connectors:\n{spec}", added)
     return added

@@ -89,13 +89,18 @@ def test_renovate_own_validator_accepts_the_config_and_refuses_a_bad_manager(ci_
     validator = [str(node), str(RENOVATE / "renovate/dist/config-validator.js"), "--strict"]
     for provider, app in ci_apps.items():
         ok = run(validator, cwd=app, check=False)
-        assert ok.returncode == 0 and "validated successfully" in ok.stdout + ok.stderr, (provider, ok.stdout)
+        assert ok.returncode == 0 and "validated successfully" in ok.stdout + ok.stderr, (
+            provider,
+            ok.stdout,
+        )
     bad = tmp_path / "bad"
     bad.mkdir()
     config = (ci_apps["github"] / "renovate.json").read_text()
     (bad / "renovate.json").write_text(config.replace('"gitlabci"', '"gitlab-ci"'))
     caught = run(validator, cwd=bad, check=False)
-    assert caught.returncode != 0 and "Found errors in configuration" in caught.stdout + caught.stderr
+    assert (
+        caught.returncode != 0 and "Found errors in configuration" in caught.stdout + caught.stderr
+    )
 
 
 def test_zizmor_finds_nothing_and_would_catch_an_unpinned_action(ci_apps, tmp_path):

@@ -108,8 +108,12 @@ def test_ci_runs_make_test_and_a_tag_publishes_wheel_notes_and_docs():
 
 def test_release_notes_are_the_changelog_section(tmp_path):
     log = tmp_path / "CHANGELOG.md"
-    log.write_text("# Changelog\n\n## 2.0.0\n\n- new\n\n### Detail\n\n- more\n\n## 1.0.0\n\n- old\n")
+    log.write_text(
+        "# Changelog\n\n## 2.0.0\n\n- new\n\n### Detail\n\n- more\n\n## 1.0.0\n\n- old\n"
+    )
     notes = run([sys.executable, "-m", "tools.release_notes", "v2.0.0", str(log)], cwd=REPO)
     assert notes.stdout == "- new\n\n### Detail\n\n- more\n"
-    missing = run([sys.executable, "-m", "tools.release_notes", "3.0.0", str(log)], REPO, check=False)
+    missing = run(
+        [sys.executable, "-m", "tools.release_notes", "3.0.0", str(log)], REPO, check=False
+    )
     assert missing.returncode == 1 and "no '## 3.0.0' section" in missing.stderr

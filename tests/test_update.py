@@ -4,8 +4,8 @@ The template's real history is cloned into a temporary repository, with its rele
 (v0.1.0, v0.2.0, v1.0.0, ...), and two stand-in releases are tagged on top:
   276b400     an untagged commit after v0.2.0, the last with the guardrails vendored into every
               app (copier reads it as 0.2.0.postN, so the 1.0.0 migration runs)
-  v{VERSION}  this working tree, VERSION as guardrails/src/guardrails/_version.py says (a real
-              tag of that version, or of a later one, is replaced in the clone)
+  v{NEXT}     this working tree: the version guardrails/src/guardrails/_version.py says, or the
+              next minor when that version is tagged already (the tree holds unreleased work)
   v{PATCH}    a patch release that only changes a template-owned file (no migration: no --trust)
 No version is written here, so the tests keep passing after a version bump (`make release`).
 """
@@ -22,58 +22,26 @@ import yaml
 from copier import run_copy, run_update
 from copier.errors import UnsafeTemplateError
 
-from .conftest import DEFAULTS, REPO, progress, run, setup_app, snapshot
+from .conftest import DEFAULTS, REPO, progress, run, setup_app
+from .releases import (
+    COMPATIBLE,
+    NEXT,
+    PATCH,
+    commit_all,
+    git,
+    snapshot_working_tree,
+    tag_stand_in_releases,
+)
 
 pytestmark = pytest.mark.slow
 MARKERS = re.compile(r"^(<<<<<<<|>>>>>>>) ", re.MULTILINE)
 VENDORED = "276b400"
 
 
-def git(cwd: Path, *args: str) -> str:
-    return run(["git", *args], cwd=cwd).stdout
-
-
-def commit_all(cwd: Path, message: str) -> None:
-    git(cwd, "add", "-A")
-    git(cwd, "-c", "core.hooksPath=/dev/null", "commit", "-q", "--allow-empty", "-m", message)
-
-
-def snapshot_working_tree(tpl: Path) -> None:
-    """Make `tpl` hold exactly this working tree (deleted files gone, symlinks kept)."""
-    git(tpl, "rm", "-rq", "--ignore-unmatch", ".")
-    snapshot(tpl)
-
-
-VERSION = re.search(
-    r'__version__ = "([^"]+)"', (REPO / "guardrails/src/guardrails/_version.py").read_text()
-)[1]
-_major, _minor, _patch = (int(part) for part in VERSION.split(".")[:3])
-PATCH = f"{_major}.{_minor}.{_patch + 1}"
-COMPATIBLE = f"microapp-guardrails~={_major}.{_minor}"
-
-
-def version_key(tag: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", tag)[:3])
-
-
-def tag_stand_in_releases(tpl: Path) -> None:
-    """Tag this working tree v{VERSION} and a patch of it v{PATCH} in the clone `tpl`."""
-    for tag in git(tpl, "tag", "-l", "v*").split():
-        if version_key(tag) >= version_key(VERSION):
-            git(tpl, "tag", "-d", tag)
-    snapshot_working_tree(tpl)
-    commit_all(tpl, f"Release {VERSION}")
-    git(tpl, "tag", "-a", f"v{VERSION}", "-m", f"Release {VERSION}")
-    runbook = tpl / "templates/RUNBOOK.md.jinja"
-    runbook.write_text(runbook.read_text() + f"\nChecked by the CoE in release {PATCH}.\n")
-    commit_all(tpl, f"Release {PATCH}")
-    git(tpl, "tag", "-a", f"v{PATCH}", "-m", f"Release {PATCH}")
-
-
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory) -> Path:
     tpl = tmp_path_factory.mktemp("template") / "microapp-templates"
-    progress(f"cloning the template's history and tagging v{VERSION}, v{PATCH}")
+    progress(f"cloning the template's history and tagging v{NEXT}, v{PATCH}")
     run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(tpl)], cwd=REPO)
     tag_stand_in_releases(tpl)
     return tpl
@@ -194,14 +162,14 @@ def test_update_from_the_vendored_layout_to_the_package(versions, tmp_path, pack
 def test_the_major_migration_runs_only_with_trust(versions, tmp_path):
     app = copy_app(versions, tmp_path / "app", VENDORED)
     with pytest.raises(UnsafeTemplateError, match="migrations"):
-        update(app, f"v{VERSION}", unsafe=False)
+        update(app, f"v{NEXT}", unsafe=False)
     assert (app / "src/guardrails").exists()
 
 
 @pytest.mark.parametrize("kind", ["approval", "dashboard", "incident-helper"])
 def test_patch_update_needs_no_trust_and_equals_a_fresh_copy(versions, tmp_path, kind):
     answers = {"kind": kind}
-    app = copy_app(versions, tmp_path / "app", f"v{VERSION}", **answers)
+    app = copy_app(versions, tmp_path / "app", f"v{NEXT}", **answers)
     update(app, f"v{PATCH}", unsafe=False)
     assert f"release {PATCH}" in (app / "RUNBOOK.md").read_text()
     fresh = tmp_path / "fresh"
@@ -223,7 +191,7 @@ def test_patch_update_needs_no_trust_and_equals_a_fresh_copy(versions, tmp_path,
 
 
 def test_a_conflicting_edit_to_a_template_file_is_surfaced_not_lost(versions, tmp_path):
-    app = copy_app(versions, tmp_path / "app", f"v{VERSION}")
+    app = copy_app(versions, tmp_path / "app", f"v{NEXT}")
     runbook = app / "RUNBOOK.md"
     runbook.write_text(runbook.read_text() + "\nOwner's own line at the end.\n")
     commit_all(app, "Hand edit of a template-owned file")
@@ -237,7 +205,7 @@ def copier_cli(*args: str, cwd: Path, check: bool = True):
 
 
 def test_check_update_tells_an_app_it_is_behind(versions, tmp_path):
-    app = copy_app(versions, tmp_path / "app", f"v{VERSION}")
+    app = copy_app(versions, tmp_path / "app", f"v{NEXT}")
     behind = copier_cli("check-update", "--quiet", cwd=app, check=False)
     assert behind.returncode == 2
     update(app, f"v{PATCH}", unsafe=False)
