@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 WHEELHOUSE := $(CURDIR)/.wheelhouse
 
 .DEFAULT_GOAL := help
-.PHONY: help setup wheelhouse demo test test-fast lint fmt clean hashes release publish docs
+.PHONY: help setup wheelhouse demo test test-fast lint fmt clean hashes release publish docs fleet
 RELEASE_CHECK ?= $(MAKE) test
 
 help: ## List the commands
@@ -131,6 +131,16 @@ release: ## Tag a template release: make release VERSION=x.y.z (docs/how-to/rele
 	$(RELEASE_CHECK)
 	$(PYTHON) -m tools.release_notes $(VERSION) | git tag -a --cleanup=verbatim "v$(VERSION)" -F -
 	@echo "Tagged v$(VERSION). Publish it with: git push origin v$(VERSION)"
+
+# The CoE's fleet report (docs/how-to/run-the-fleet-report.md): exits 1 when an app needs action.
+APPS ?=
+APPS_FILE ?=
+FLEET_OUT ?= fleet-report
+fleet: setup ## Fleet report over apps: make fleet APPS="../app-a git-url ..." (or APPS_FILE=list.txt)
+	@test -n "$(APPS)$(APPS_FILE)" || { echo 'usage: make fleet APPS="<folder or git URL> ..." or APPS_FILE=<file with one per line>'; exit 2; }
+	@mkdir -p $(FLEET_OUT)
+	$(BIN)/python -m tools.fleet $(APPS) $(if $(APPS_FILE),--from $(APPS_FILE)) \
+	  --json $(FLEET_OUT)/fleet.json --html $(FLEET_OUT)/fleet.html
 
 # ---------------------------------------------------------------------- benchmarks
 # Not part of `make test`. About 11 minutes; QUICK=1: fewer runs, shorter loads (about 4).

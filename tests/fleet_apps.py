@@ -60,7 +60,7 @@ def owner_edits(app: Path, n: int, connector: bool = True) -> list[tuple[str, st
             added,
         )
     manifest = app / "microapp.yaml"
-    _edit(manifest, re.compile(r"sla_hours: \d+"), f"sla_hours: {4 + n}", added)
+    _edit(manifest, re.compile(r"sla_hours: \d+"), f"sla_hours: {30 + n}", added)
     _edit(
         manifest,
         re.compile(r"^(    admin: \[)(.*)\]$", re.M),

@@ -240,3 +240,39 @@ class TestPlantedViolations:
         drift = run(["make", "drift"], cwd=app, check=False)
         assert drift.returncode != 0
         assert "src/guardrails" in drift.stderr
+
+
+def currency_scripts(ci_apps) -> dict[str, str]:
+    """The template-currency job's shell, per provider, without its `pip install copier` line."""
+    github = yaml.safe_load((ci_apps["github"] / ".github/workflows/ci.yml").read_text())
+    step = next(
+        s
+        for s in github["jobs"]["template-currency"]["steps"]
+        if "check-update" in s.get("run", "")
+    )
+    gitlab = yaml.safe_load((ci_apps["gitlab"] / ".gitlab-ci.yml").read_text())
+    scripts = {"github": step["run"], "gitlab": "\n".join(gitlab["template-currency"]["script"])}
+    return {
+        provider: "\n".join(line for line in text.splitlines() if "install" not in line)
+        for provider, text in scripts.items()
+    }
+
+
+def test_template_currency_never_fails_the_build_when_the_template_cannot_be_read(
+    ci_apps, tmp_path
+):
+    """A private template repository without CI credentials: the job says so and passes."""
+    for provider, script in currency_scripts(ci_apps).items():
+        app = tmp_path / provider
+        shutil.copytree(ci_apps[provider], app)
+        answers = app / ".copier-answers.yml"
+        answers.write_text(
+            answers.read_text() + "_commit: v1.0.0\n_src_path: /nonexistent/microapp-templates\n"
+        )
+        run(["git", "init", "-q"], cwd=app)
+        summary = tmp_path / f"{provider}-summary.md"
+        env = {"PATH": f"{BIN}:/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(summary)}
+        done = run(["bash", "-e", "-c", script], cwd=app, check=False, env=env)
+        assert done.returncode == 0, (provider, done.stdout, done.stderr)
+        assert "not checked" in done.stdout + (summary.read_text() if summary.exists() else "")
+        assert "Traceback" not in done.stdout + done.stderr

@@ -310,6 +310,7 @@ th {{ background: #f6f8fa; cursor: pointer; user-select: none; white-space: nowr
 th[aria-sort="ascending"]::after {{ content: " \\25B2"; }}
 th[aria-sort="descending"]::after {{ content: " \\25BC"; }}
 tr.action td:first-child {{ border-left: 4px solid #cf222e; }}
+td:not(:last-child) {{ white-space: nowrap; }}
 td.bad {{ color: #a40e26; font-weight: 600; }}
 td.warn {{ color: #7d4e00; font-weight: 600; }}
 ul {{ margin: 0; padding-left: 1.1rem; }}
