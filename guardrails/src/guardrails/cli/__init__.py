@@ -3,6 +3,7 @@
 manifest check   validate microapp.yaml (schema, risk tier, expiry)
 manifest tier    print the risk tier the CoE rules give, and why
 manifest schema  print where the manifest's JSON Schema is installed
+manifest migrate bring microapp.yaml to the current schema (text edits; safe to run again)
 policy check     evaluate the CoE's Rego policies (policy/*.rego) against microapp.yaml
 audit verify     prove the audit log's hash chain is intact
 drift            check template-owned files and that no vendored guardrails copy remains
@@ -88,6 +89,38 @@ def cmd_manifest_schema(_args: argparse.Namespace) -> int:
     from guardrails.core.manifest import schema_path
 
     print(schema_path())
+    return 0
+
+
+def cmd_manifest_migrate(args: argparse.Namespace) -> int:
+    from guardrails.core import manifest_migrations as steps
+
+    path = Path(args.file)
+    again = "python -m guardrails manifest migrate (make migrate)"
+    if not path.is_file():
+        print(f"{path}: not found (run from the app folder)", file=sys.stderr)
+        return 1
+    text = path.read_text("utf-8")
+    if steps.manifest_conflicts(text):
+        print(
+            f"{path} has merge conflict markers (<<<<<<< ======= >>>>>>>); nothing was changed. "
+            f"Resolve them, then run: {again}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        new, done = steps.migrate_manifest(text)
+    except ValueError as exc:
+        print(f"{path}: {exc}; nothing was changed. Then run: {again}", file=sys.stderr)
+        return 1
+    if not done:
+        print(f"{path}: schema_version {steps.CURRENT}, nothing to migrate")
+        return 0
+    if args.check:
+        print(f"{path} needs a migration ({done}): run {again}", file=sys.stderr)
+        return 1
+    path.write_text(new, "utf-8")
+    print(done)
     return 0
 
 
@@ -182,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     tier.set_defaults(func=cmd_manifest_tier)
     schema = manifest_sub.add_parser("schema", help="print the path of the JSON Schema")
     schema.set_defaults(func=cmd_manifest_schema)
+    migrate = manifest_sub.add_parser(
+        "migrate", help="bring microapp.yaml to the current schema (idempotent, text edits)"
+    )
+    migrate.add_argument("--file", default=str(Settings.from_env().manifest_path))
+    migrate.add_argument("--check", action="store_true", help="only say whether it is needed")
+    migrate.set_defaults(func=cmd_manifest_migrate)
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="action", required=True)
