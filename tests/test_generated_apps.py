@@ -98,3 +98,20 @@ def test_the_production_image_gets_no_test_kit(set_up):
     for test_only in ("oidc-provider-mock", "pytest", "regopy", "werkzeug"):
         assert f"\n{test_only}==" not in listed, test_only
     assert "microapp-guardrails[testing]" not in listed
+
+
+def test_make_report_writes_the_promotion_report_and_make_renew_commits(set_up):
+    """In a real app: the tests, SBOM, pip-audit and detect-secrets run, and the page says so;
+    make renew extends the expiry within the maximum, keeps the catalog in sync, and commits."""
+    app = set_up["dashboard"]
+    run(["make", "report"], cwd=app, timeout=900)
+    text = (app / "report/promotion.md").read_text()
+    assert (app / "report/promotion.html").is_file()
+    assert "## Tests: PASS" in text and "## Policy verdict: PASS" in text, text
+    assert "## SBOM: PASS" in text and "## Secret scan: PASS" in text, text
+    assert "Required approvals" in text and "microapp-guardrails" in text
+    before = run(["git", "rev-list", "--count", "HEAD"], cwd=app).stdout.strip()
+    run(["make", "renew", "DAYS=400"], cwd=app)
+    assert run(["git", "rev-list", "--count", "HEAD"], cwd=app).stdout.strip() != before
+    assert "make renew" in run(["git", "log", "-1", "--format=%s"], cwd=app).stdout
+    run(["make", "check"], cwd=app)

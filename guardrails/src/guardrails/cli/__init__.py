@@ -6,6 +6,8 @@ manifest schema  print where the manifest's JSON Schema is installed
 manifest migrate bring microapp.yaml to the current schema (text edits; safe to run again)
 policy check     evaluate the CoE's Rego policies (policy/*.rego) against microapp.yaml
 audit verify     prove the audit log's hash chain is intact
+lifecycle renew  extend lifecycle.expires (at most MAX_EXPIRY_DAYS from today); make renew
+report           the promotion report from report/ (make report)
 catalog          write catalog-info.yaml (Backstage) from microapp.yaml; --check: in sync?
 drift            check template-owned files and that no vendored guardrails copy remains
 dev              run the local sign-in service and the app (make dev; needs [testing])
@@ -19,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from guardrails.core.rules import days_until_expiry, expiry_status, risk_tier
+from guardrails.core.rules import MAX_EXPIRY_DAYS, days_until_expiry, expiry_status, risk_tier
 from guardrails.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -148,6 +150,48 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lifecycle_renew(args: argparse.Namespace) -> int:
+    import re
+
+    from guardrails.core.rules import renewed_expiry
+
+    path = Path(args.file)
+    try:
+        new = renewed_expiry(args.days)
+    except ValueError as exc:
+        print(f"Cannot renew: {exc}", file=sys.stderr)
+        return 2
+    text = path.read_text("utf-8")
+    line = re.compile(r"(\bexpires:\s*)([\"']?)(\d{4}-\d{2}-\d{2})\2")
+    match = line.search(text)
+    if not match:
+        print(f"{path}: no lifecycle.expires date found", file=sys.stderr)
+        return 1
+    if dt.date.fromisoformat(match[3]) >= new:
+        print(f"{path}: expires {match[3]} already, not before {new}: nothing to renew")
+        return 0
+    path.write_text(text[: match.start(3)] + new.isoformat() + text[match.end(3) :], "utf-8")
+    print(f"lifecycle.expires {match[3]} -> {new.isoformat()} ({args.days} days from today)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from guardrails.cli.report import write
+    from guardrails.core.manifest import ManifestError
+
+    out = Path(args.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        verdict, sections = write(Path("."), out)
+    except ManifestError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for section in sections:
+        print(f"{section.status.upper():8} {section.title}")
+    print(f"{verdict}\nwrote {out / 'promotion.html'} and {out / 'promotion.md'}")
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from guardrails.auditing.log import verify_file
 
@@ -245,6 +289,18 @@ def main(argv: list[str] | None = None) -> int:
     migrate.add_argument("--file", default=str(Settings.from_env().manifest_path))
     migrate.add_argument("--check", action="store_true", help="only say whether it is needed")
     migrate.set_defaults(func=cmd_manifest_migrate)
+
+    life = sub.add_parser("lifecycle", help="the app's lifecycle (expiry)")
+    life_sub = life.add_subparsers(dest="action", required=True)
+    renew = life_sub.add_parser("renew", help="extend lifecycle.expires (make renew)")
+    renew.add_argument("--file", default=str(Settings.from_env().manifest_path))
+    renew.add_argument("--days", type=int, default=MAX_EXPIRY_DAYS,
+                       help=f"days from today (1 to {MAX_EXPIRY_DAYS}, the default)")  # fmt: skip
+    renew.set_defaults(func=cmd_lifecycle_renew)
+
+    report = sub.add_parser("report", help="the promotion report from report/ (make report)")
+    report.add_argument("--dir", default="report")
+    report.set_defaults(func=cmd_report)
 
     catalog = sub.add_parser(
         "catalog", help="write catalog-info.yaml (Backstage Component) from microapp.yaml"
