@@ -559,22 +559,13 @@ def migrate_python(report: Report) -> tuple[int, str]:
 # --- 4. microapp.yaml -----------------------------------------------------------------------
 
 
-def load_sdk_migrations():
-    """guardrails/core/manifest_migrations.py from this template checkout: the one home of the
-    manifest's text migrations (standard library only), shared with the SDK's
-    `python -m guardrails manifest migrate`."""
-    path = Path(__file__).resolve().parents[1] / "guardrails/src/guardrails/core"
-    path = path / "manifest_migrations.py"
-    if not path.is_file():
-        raise SystemExit(f"{Path(__file__).name}: {path} not found in the template checkout")
-    sys.dont_write_bytecode = True  # leave no __pycache__ in the template checkout
-    spec = importlib.util.spec_from_file_location("manifest_migrations", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_MIGRATIONS = load_sdk_migrations()
+# The manifest's text migrations: guardrails/core/manifest_migrations.py of this template
+# checkout, as the 0.2.0 script beside this one loads it (one loader, one home of the steps).
+sys.dont_write_bytecode = True  # leave no __pycache__ in the template checkout
+_V2 = Path(__file__).resolve().parent / "migrate_manifest_v2.py"
+_SPEC = importlib.util.spec_from_file_location("migrate_manifest_v2", _V2)
+_SPEC.loader.exec_module(_V2_MODULE := importlib.util.module_from_spec(_SPEC))
+_MIGRATIONS = _V2_MODULE._MIGRATIONS
 manifest_conflicts = _MIGRATIONS.manifest_conflicts
 migrate_manifest = _MIGRATIONS.migrate_manifest
 
