@@ -311,6 +311,7 @@ th[aria-sort="ascending"]::after {{ content: " \\25B2"; }}
 th[aria-sort="descending"]::after {{ content: " \\25BC"; }}
 tr.action td:first-child {{ border-left: 4px solid #cf222e; }}
 td:not(:last-child) {{ white-space: nowrap; }}
+td:last-child {{ min-width: 18rem; }}
 td.bad {{ color: #a40e26; font-weight: 600; }}
 td.warn {{ color: #7d4e00; font-weight: 600; }}
 ul {{ margin: 0; padding-left: 1.1rem; }}
