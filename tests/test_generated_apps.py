@@ -110,8 +110,9 @@ def test_make_report_writes_the_promotion_report_and_make_renew_commits(set_up):
     assert "## Tests: PASS" in text and "## Policy verdict: PASS" in text, text
     assert "## SBOM: PASS" in text and "## Secret scan: PASS" in text, text
     assert "Required approvals" in text and "microapp-guardrails" in text
-    before = run(["git", "rev-list", "--count", "HEAD"], cwd=app).stdout.strip()
+    run(["git", "add", "-A"], cwd=app)
+    run(["git", "-c", "core.hooksPath=/dev/null", "commit", "-qm", "The owner's app"], cwd=app)
     run(["make", "renew", "DAYS=400"], cwd=app)
-    assert run(["git", "rev-list", "--count", "HEAD"], cwd=app).stdout.strip() != before
     assert "make renew" in run(["git", "log", "-1", "--format=%s"], cwd=app).stdout
+    assert "microapp.yaml" in run(["git", "show", "--stat", "HEAD"], cwd=app).stdout
     run(["make", "check"], cwd=app)
