@@ -125,6 +125,7 @@ def test_the_report_names_what_needs_action(fleet, template, tmp_path):
         if ref.startswith("v0.") or ref == "276b400":
             assert any("MAG-2026-002" in a for a in row["advisories"]), row
         assert row["policy"] in {"pass", "warn", "deny", "no policies"}, row
+        assert row["drift"] == ("n/a" if ref.startswith("v0.") or ref == "276b400" else "clean")
         if n % 2 == 0 and ref != "v0.1.0" and ref != "v0.2.0":
             # the owner's new connector is not on the CoE's allow-list yet
             assert row["policy"] == "deny" and "connector-allow-list" in " ".join(
@@ -158,6 +159,13 @@ def test_a_current_healthy_app_needs_no_action_and_a_withdrawn_release_does(flee
                           "--advisories", str(advisories), cwd=REPO)  # fmt: skip
     assert code == 1 and "MAG-TEST-1 (withdrawn)" in out
     (healthy / "uv.lock").unlink()
+    policy = healthy / "policy/microapp.rego"  # a template-owned file edited by hand
+    kept = policy.read_text()
+    policy.write_text(kept + "\n# relaxed by hand\n")
+    code, out = fleet_cli(str(healthy), "--template", str(template), "--max-behind", "1",
+                          cwd=REPO)  # fmt: skip
+    policy.write_text(kept)
+    assert code == 1 and "drift: template-owned files changed by hand: policy/microapp.rego" in out
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found (.ci/run installs it)")

@@ -1,5 +1,5 @@
-"""The CoE's fleet report: which apps are behind, expired, on a flagged guardrails release, or
-refused by the policies, read from each app's own files (no app is set up or run).
+"""The CoE's fleet report: which apps are behind, expired, drifted, on a flagged guardrails
+release, or refused by the policies, read from each app's own files (no app is set up or run).
 
     python -m tools.fleet [APP ...] [--from FILE] [--json OUT.json] [--html OUT.html]
     make fleet APPS="../app-a ../app-b"          (or APPS_FILE=fleet.txt)
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from guardrails.cli import drift
 from guardrails.core import policy
 from guardrails.core.manifest import upgrade, validate
 from guardrails.core.rules import EXPIRY_WARNING_DAYS, days_until_expiry, expiry_status
@@ -61,6 +62,7 @@ class AppReport:
     expiry: str = ""
     policy: str = ""
     policy_rules: list[str] = field(default_factory=list)
+    drift: str = ""
     last_update: str = ""
     actions: list[str] = field(default_factory=list)
 
@@ -203,8 +205,21 @@ def inspect(
     if report.policy in {"invalid", "error", "deny"}:
         report.actions.append(f"policy {report.policy}: " + "; ".join(report.policy_rules))
 
+    report.drift = template_drift(app, report)
     report.last_update = git(app, "log", "-1", "--format=%cs", "--", ".copier-answers.yml")
     return report
+
+
+def template_drift(app: Path, report: AppReport) -> str:
+    """Template-owned files edited by hand, against the list the app carries (1.0.0 on)."""
+    if not (app / ".microapp/FILES.sha256").is_file():
+        return "n/a"
+    found = drift.check(app)
+    changed = found.modified + found.missing + found.added + found.vendored
+    if changed:
+        report.actions.append("drift: template-owned files changed by hand: " + ", ".join(changed))
+        return f"{len(changed)} file(s)"
+    return "clean"
 
 
 def fetch(source: str, workdir: Path) -> Path:
@@ -231,6 +246,7 @@ COLUMNS = [
     ("expires", "expires"),
     ("expiry", "expiry"),
     ("policy", "policy"),
+    ("drift", "drift"),
     ("last_update", "updated"),
 ]
 
@@ -370,6 +386,7 @@ def page(reports: list[AppReport], known: list[Version], today: dt.date) -> str:
                 (key == "expiry" and r.expiry == "expired")
                 or (key == "policy" and r.policy in {"deny", "invalid", "error"})
                 or (key == "guardrails" and r.advisories)
+                or (key == "drift" and r.drift not in {"clean", "n/a"})
             ):
                 css = ' class="bad"'
             elif (key == "expiry" and r.expiry == "soon") or (
