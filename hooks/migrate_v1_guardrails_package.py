@@ -558,105 +558,16 @@ def migrate_python(report: Report) -> tuple[int, str]:
 
 # --- 4. microapp.yaml -----------------------------------------------------------------------
 
-CONFLICT = re.compile(r"^(<{7}|={7}|>{7})(\s|$)", re.MULTILINE)
-VERSION_LINE = re.compile(r"^schema_version:\s*(\d+)\s*(#.*)?$", re.MULTILINE)
-KIND_LINE = re.compile(r"^kind:\s*['\"]?([\w-]+)", re.MULTILINE)
-FLOW_DATA = re.compile(r"^(?P<head>data:\s*\{)(?P<body>[^}]*)\}", re.MULTILINE)
-BLOCK_DATA = re.compile(r"^data\s*:\s*(#.*)?$")
-WRITES_COMMENT = "# does the app change data? (risk tier 2 if so)"
 
-
-def manifest_conflicts(text: str) -> bool:
-    return bool(CONFLICT.search(text))
-
-
-def add_writes(text: str, writes: bool) -> tuple[str, str]:
-    """Add `writes` to the top-level `data:` mapping; returns (text, "added"|"present")."""
-    value = "true" if writes else "false"
-    flow = FLOW_DATA.search(text)
-    if flow:
-        body = flow["body"]
-        if re.search(r"(^|[{,\s])writes\s*:", body):
-            return text, "present"
-        kept = body.rstrip()
-        if not kept.strip():
-            new_body = f"writes: {value}"
-        else:
-            sep = "" if kept.endswith(",") else ","
-            new_body = f"{kept}{sep} writes: {value}{body[len(kept) :]}"
-        return text[: flow.start("body")] + new_body + text[flow.end("body") :], "added"
-    lines = text.split("\n")
-    start = next((i for i, line in enumerate(lines) if BLOCK_DATA.match(line)), None)
-    if start is None:
-        raise ValueError("microapp.yaml has no top-level `data:` mapping; add one (see the docs)")
-    indent, last, after_pii = None, start, None
-    for i in range(start + 1, len(lines)):
-        line = lines[i]
-        if line.strip() and not line[:1].isspace() and not line.startswith("#"):
-            break  # next top-level key
-        if not line.strip() or line.lstrip().startswith("#"):
-            if line[:1].isspace() and line.strip():
-                last = i  # an indented comment belongs to the block
-            continue
-        width = len(line) - len(line.lstrip())
-        if indent is None:
-            indent = line[:width]
-        if width == len(indent):
-            if re.match(rf"^{re.escape(indent)}writes\s*:", line):
-                return text, "present"
-            after_pii = i if re.match(rf"^{re.escape(indent)}pii\s*:", line) else after_pii
-        last = i
-    indent = indent if indent is not None else "  "
-    if after_pii is not None:  # where the template puts it; stop at the end of pii's value
-        last = after_pii
-        for i in range(after_pii + 1, len(lines)):
-            width = len(lines[i]) - len(lines[i].lstrip())
-            if lines[i].strip() and width <= len(indent):
-                break
-            if lines[i].strip():
-                last = i
-    lines.insert(last + 1, f"{indent}writes: {value}           {WRITES_COMMENT}")  # as rendered
-    return "\n".join(lines), "added"
-
-
-def load_v2_rename():
-    """rename_support_channel from the 0.2.0 migration beside this file (hooks run standalone)."""
-    path = Path(__file__).resolve().parent / "migrate_manifest_v2.py"
-    if not path.is_file():
-        raise ValueError(f"schema_version 1 needs {path.name} beside this script; not found")
-    sys.dont_write_bytecode = True  # leave no __pycache__ in the template checkout
-    spec = importlib.util.spec_from_file_location("migrate_manifest_v2", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.rename_support_channel
-
-
-def migrate_manifest(text: str) -> tuple[str, str | None]:
-    """Return (new text, what was done or None). Raises ValueError when it cannot migrate."""
-    version = VERSION_LINE.search(text)
-    if not version:
-        raise ValueError("microapp.yaml has no top-level schema_version line")
-    current = int(version.group(1))
-    if current > 3:
-        return text, None
-    kind = KIND_LINE.search(text)
-    writes = (kind.group(1) if kind else "") != "dashboard"
-    done = []
-    if current == 1:
-        text, _ = load_v2_rename()(text)
-        done.append("support.channel renamed to support.contact")
-    text, how = add_writes(text, writes)
-    if how == "added":
-        reason = f"kind {kind.group(1)}" if kind else "no kind line: counted as changing data"
-        done.append(f"data.writes: {str(writes).lower()} added ({reason})")
-    if current < 3:
-        comment = f"  {version.group(2)}" if version.group(2) else ""
-        text = VERSION_LINE.sub(f"schema_version: 3{comment}", text, count=1)
-    if not done and current == 3:
-        return text, None
-    return text, f"microapp.yaml schema_version {current} -> 3: " + (
-        "; ".join(done) or "data.writes was already there"
-    )
+# The manifest's text migrations: guardrails/core/manifest_migrations.py of this template
+# checkout, as the 0.2.0 script beside this one loads it (one loader, one home of the steps).
+sys.dont_write_bytecode = True  # leave no __pycache__ in the template checkout
+_V2 = Path(__file__).resolve().parent / "migrate_manifest_v2.py"
+_SPEC = importlib.util.spec_from_file_location("migrate_manifest_v2", _V2)
+_SPEC.loader.exec_module(_V2_MODULE := importlib.util.module_from_spec(_SPEC))
+_MIGRATIONS = _V2_MODULE._MIGRATIONS
+manifest_conflicts = _MIGRATIONS.manifest_conflicts
+migrate_manifest = _MIGRATIONS.migrate_manifest
 
 
 # --- main ----------------------------------------------------------------------------------

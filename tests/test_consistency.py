@@ -47,3 +47,11 @@ def test_template_file_hash_list_is_current():
 
     found = drift.check(TEMPLATES)
     assert found.clean, f"run `make hashes`: {found}"
+
+
+def test_the_expiry_question_allows_what_the_sdk_renews_to():
+    """copier.yml's expiry_days range ends at the SDK's MAX_EXPIRY_DAYS (make renew's limit)."""
+    from guardrails.core.rules import MAX_EXPIRY_DAYS
+
+    validator = copier_config()["expiry_days"]["validator"]
+    assert f"expiry_days > {MAX_EXPIRY_DAYS}" in validator

@@ -64,15 +64,6 @@ def test_uv_lock_pins_the_guardrails_exactly_with_hashes(set_up):
     assert all(w["hash"].startswith("sha256:") for w in sdk["wheels"])
 
 
-def test_the_sbom_names_the_guardrails_version(set_up):
-    """One scanner query over the fleet's SBOMs finds every app on a given SDK release."""
-    app = set_up["dashboard"]
-    run(["make", "sbom"], cwd=app, timeout=600)
-    sbom = json.loads((app / "sbom.cdx.json").read_text())
-    versions = {c["name"]: c.get("version") for c in sbom["components"]}
-    assert versions["microapp-guardrails"] == sdk_version()
-
-
 def test_drift_catches_a_patched_sdk_in_site_packages(set_up):
     app = set_up["incident-helper"]
     installed = next((app / ".venv/lib").glob("python3*/site-packages/guardrails/core/rules.py"))
@@ -98,3 +89,32 @@ def test_the_production_image_gets_no_test_kit(set_up):
     for test_only in ("oidc-provider-mock", "pytest", "regopy", "werkzeug"):
         assert f"\n{test_only}==" not in listed, test_only
     assert "microapp-guardrails[testing]" not in listed
+
+
+def test_make_report_writes_the_promotion_report_and_make_renew_commits(set_up):
+    """In a real app: the tests, the SBOM, pip-audit and detect-secrets run, and the page says
+    so; the SBOM names the guardrails version (one scanner query over the fleet's SBOMs finds
+    every app on a release); make renew extends the expiry within the maximum, keeps the
+    catalog in sync, and commits."""
+    app = set_up["dashboard"]
+    run(["make", "report"], cwd=app, timeout=900)
+    text = (app / "report/promotion.md").read_text()
+    assert (app / "report/promotion.html").is_file()
+    assert "## Tests: PASS" in text and "## Policy verdict: PASS" in text, text
+    assert "## SBOM: PASS" in text and "## Secret scan: PASS" in text, text
+    assert "Required approvals" in text and f"microapp-guardrails {sdk_version()}" in text
+    sbom = json.loads((app / "report/sbom.cdx.json").read_text())
+    versions = {c["name"]: c.get("version") for c in sbom["components"]}
+    assert versions["microapp-guardrails"] == sdk_version()
+
+    kept = {name: (app / name).read_text() for name in ("microapp.yaml", "catalog-info.yaml")}
+    try:
+        run(["git", "add", "-A"], cwd=app)
+        run(["git", "-c", "core.hooksPath=/dev/null", "commit", "-qm", "The app"], cwd=app)
+        run(["make", "renew", "DAYS=400"], cwd=app)
+        assert "make renew" in run(["git", "log", "-1", "--format=%s"], cwd=app).stdout
+        assert "microapp.yaml" in run(["git", "show", "--stat", "HEAD"], cwd=app).stdout
+        run(["make", "check"], cwd=app)
+    finally:  # the rendered app is shared with later tests: give it back as it was
+        for name, text in kept.items():
+            (app / name).write_text(text)

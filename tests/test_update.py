@@ -1,10 +1,13 @@
 """`copier update` in place: new guardrails arrive, owner code stays, migrations run once.
 
-The template's real history is cloned into a temporary repository and tagged:
-  v0.2.0  commit 276b400, the last release with the guardrails vendored into every app
-  v1.0.0  this working tree: guardrails as the microapp-guardrails package, kinds as folders,
-          and the migration hooks/migrate_v1_guardrails_package.py
-  v1.0.1  a patch release that only changes a template-owned file (no migration: no --trust)
+The template's real history is cloned into a temporary repository, with its release tags
+(v0.1.0, v0.2.0, v1.0.0, ...), and two stand-in releases are tagged on top:
+  276b400     an untagged commit after v0.2.0, the last with the guardrails vendored into every
+              app (copier reads it as 0.2.0.postN, so the 1.0.0 migration runs)
+  v{NEXT}     this working tree: the version guardrails/src/guardrails/_version.py says, or the
+              next minor when that version is tagged already (the tree holds unreleased work)
+  v{PATCH}    a patch release that only changes a template-owned file (no migration: no --trust)
+No version is written here, so the tests keep passing after a version bump (`make release`).
 """
 
 from __future__ import annotations
@@ -19,41 +22,28 @@ import yaml
 from copier import run_copy, run_update
 from copier.errors import UnsafeTemplateError
 
-from .conftest import DEFAULTS, REPO, progress, run, setup_app, snapshot
+from .conftest import DEFAULTS, REPO, progress, run, setup_app
+from .releases import (
+    COMPATIBLE,
+    NEXT,
+    PATCH,
+    commit_all,
+    git,
+    snapshot_working_tree,
+    tag_stand_in_releases,
+)
 
 pytestmark = pytest.mark.slow
 MARKERS = re.compile(r"^(<<<<<<<|>>>>>>>) ", re.MULTILINE)
 VENDORED = "276b400"
 
 
-def git(cwd: Path, *args: str) -> str:
-    return run(["git", *args], cwd=cwd).stdout
-
-
-def commit_all(cwd: Path, message: str) -> None:
-    git(cwd, "add", "-A")
-    git(cwd, "-c", "core.hooksPath=/dev/null", "commit", "-q", "--allow-empty", "-m", message)
-
-
-def snapshot_working_tree(tpl: Path) -> None:
-    """Make `tpl` hold exactly this working tree (deleted files gone, symlinks kept)."""
-    git(tpl, "rm", "-rq", "--ignore-unmatch", ".")
-    snapshot(tpl)
-
-
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory) -> Path:
     tpl = tmp_path_factory.mktemp("template") / "microapp-templates"
-    progress("cloning the template's history and tagging v0.2.0, v1.0.0, v1.0.1")
+    progress(f"cloning the template's history and tagging v{NEXT}, v{PATCH}")
     run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(tpl)], cwd=REPO)
-    git(tpl, "tag", "-a", "v0.2.0", VENDORED, "-m", "Release 0.2.0 (vendored guardrails)")
-    snapshot_working_tree(tpl)
-    commit_all(tpl, "Release 1.0.0")
-    git(tpl, "tag", "-a", "v1.0.0", "-m", "Release 1.0.0")
-    runbook = tpl / "templates/RUNBOOK.md.jinja"
-    runbook.write_text(runbook.read_text() + "\nChecked by the CoE in release 1.0.1.\n")
-    commit_all(tpl, "Release 1.0.1")
-    git(tpl, "tag", "-a", "v1.0.1", "-m", "Release 1.0.1")
+    tag_stand_in_releases(tpl)
     return tpl
 
 
@@ -127,12 +117,12 @@ def owner_edits(app: Path) -> None:
 
 
 def test_update_from_the_vendored_layout_to_the_package(versions, tmp_path, package_index):
-    app = copy_app(versions, tmp_path / "app", "v0.2.0")
+    app = copy_app(versions, tmp_path / "app", VENDORED)
     assert (app / "src/guardrails/FILES.sha256").exists()  # the old, vendored layout
     owner_edits(app)
 
-    progress("copier update v0.2.0 -> v1.0.1 (crosses the 1.0.0 migration)")
-    update(app, "v1.0.1", unsafe=True)
+    progress(f"copier update {VENDORED} -> v{PATCH} (crosses the 1.0.0 migration)")
+    update(app, f"v{PATCH}", unsafe=True)
 
     assert not (app / "src/guardrails").exists() and not (app / "tests/guardrails").exists()
     manifest = yaml.safe_load((app / "microapp.yaml").read_text())
@@ -142,12 +132,12 @@ def test_update_from_the_vendored_layout_to_the_package(versions, tmp_path, pack
     assert "from guardrails import verify_audit as verify_file" in owner_test
     assert "from guardrails.testing import bound" in owner_test
     assert 'app = ["packaging>=23"]' in (app / "pyproject.toml").read_text()
-    assert "microapp-guardrails~=1.0" in (app / "pyproject.toml").read_text()
+    assert COMPATIBLE in (app / "pyproject.toml").read_text()
     assert "Ask Rita before approving travel." in (app / "README.md").read_text()
     assert not [p for p, text in text_files(app) if MARKERS.search(text)]
     assert not list(app.rglob("*.rej"))
     answers = yaml.safe_load((app / ".copier-answers.yml").read_text())
-    assert answers["_commit"] == "v1.0.1"
+    assert answers["_commit"] == f"v{PATCH}"
 
     progress("make setup, check and test in the updated app")
     setup_app(app, package_index)
@@ -170,18 +160,18 @@ def test_update_from_the_vendored_layout_to_the_package(versions, tmp_path, pack
 
 
 def test_the_major_migration_runs_only_with_trust(versions, tmp_path):
-    app = copy_app(versions, tmp_path / "app", "v0.2.0")
+    app = copy_app(versions, tmp_path / "app", VENDORED)
     with pytest.raises(UnsafeTemplateError, match="migrations"):
-        update(app, "v1.0.0", unsafe=False)
+        update(app, f"v{NEXT}", unsafe=False)
     assert (app / "src/guardrails").exists()
 
 
 @pytest.mark.parametrize("kind", ["approval", "dashboard", "incident-helper"])
 def test_patch_update_needs_no_trust_and_equals_a_fresh_copy(versions, tmp_path, kind):
     answers = {"kind": kind}
-    app = copy_app(versions, tmp_path / "app", "v1.0.0", **answers)
-    update(app, "v1.0.1", unsafe=False)
-    assert "release 1.0.1" in (app / "RUNBOOK.md").read_text()
+    app = copy_app(versions, tmp_path / "app", f"v{NEXT}", **answers)
+    update(app, f"v{PATCH}", unsafe=False)
+    assert f"release {PATCH}" in (app / "RUNBOOK.md").read_text()
     fresh = tmp_path / "fresh"
     run_copy(
         str(versions),
@@ -189,11 +179,23 @@ def test_patch_update_needs_no_trust_and_equals_a_fresh_copy(versions, tmp_path,
         data={**DEFAULTS, **answers},
         defaults=True,
         unsafe=False,
-        vcs_ref="v1.0.1",
+        vcs_ref=f"v{PATCH}",
         quiet=True,
     )
     result = subprocess.run(
-        ["diff", "-r", "-x", ".git", "-I", "^_commit:", str(app), str(fresh)],
+        # the owner's catalog-info.yaml names the release it was made at until `make catalog`
+        [
+            "diff",
+            "-r",
+            "-x",
+            ".git",
+            "-I",
+            "^_commit:",
+            "-I",
+            "microapp/template-version:",
+            str(app),
+            str(fresh),
+        ],
         capture_output=True,
         text=True,
     )
@@ -201,13 +203,13 @@ def test_patch_update_needs_no_trust_and_equals_a_fresh_copy(versions, tmp_path,
 
 
 def test_a_conflicting_edit_to_a_template_file_is_surfaced_not_lost(versions, tmp_path):
-    app = copy_app(versions, tmp_path / "app", "v1.0.0")
+    app = copy_app(versions, tmp_path / "app", f"v{NEXT}")
     runbook = app / "RUNBOOK.md"
     runbook.write_text(runbook.read_text() + "\nOwner's own line at the end.\n")
     commit_all(app, "Hand edit of a template-owned file")
-    update(app, "v1.0.1", unsafe=False)
+    update(app, f"v{PATCH}", unsafe=False)
     text = runbook.read_text()
-    assert "Owner's own line at the end." in text and "release 1.0.1" in text
+    assert "Owner's own line at the end." in text and f"release {PATCH}" in text
 
 
 def copier_cli(*args: str, cwd: Path, check: bool = True):
@@ -215,11 +217,11 @@ def copier_cli(*args: str, cwd: Path, check: bool = True):
 
 
 def test_check_update_tells_an_app_it_is_behind(versions, tmp_path):
-    app = copy_app(versions, tmp_path / "app", "v1.0.0")
+    app = copy_app(versions, tmp_path / "app", f"v{NEXT}")
     behind = copier_cli("check-update", "--quiet", cwd=app, check=False)
     assert behind.returncode == 2
-    update(app, "v1.0.1", unsafe=False)
-    commit_all(app, "Update to v1.0.1")
+    update(app, f"v{PATCH}", unsafe=False)
+    commit_all(app, f"Update to v{PATCH}")
     assert copier_cli("check-update", "--quiet", cwd=app, check=False).returncode == 0
 
 

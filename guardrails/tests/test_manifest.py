@@ -215,7 +215,7 @@ def test_schema_2_manifest_gets_writes_from_its_kind_with_a_notice(
     loaded = load_manifest(path)
     assert loaded.writes is writes and loaded.risk_tier == tier
     assert len(loaded.notices) == 1
-    assert "data.writes" in loaded.notices[0] and "copier update" in loaded.notices[0]
+    assert "data.writes" in loaded.notices[0] and "make migrate" in loaded.notices[0]
     assert main(["manifest", "check", "--file", str(path)]) == 0
     assert "note: microapp.yaml uses schema_version 2" in capsys.readouterr().out
 
@@ -226,3 +226,58 @@ def test_tier_command(tmp_path, data, capsys):
     assert capsys.readouterr().out.strip() == "2"
     assert main(["manifest", "tier", "--file", path]) == 0
     assert "risk tier 2: the app writes data" in capsys.readouterr().out
+
+
+OLD_MANIFEST = """# the owner's comment stays
+schema_version: 1
+app_id: leave-requests
+kind: approval
+support:
+  channel: "#hr-ops"   # chat
+  sla_hours: 8
+data:
+  classification: internal
+  pii: false
+  retention_days: 365
+connectors:
+  - {name: hr-db, type: sql, access: read-only, secret: "env:HR_DB"}  # the owner's
+"""
+
+
+def test_manifest_migrate_brings_the_file_to_the_current_schema_and_is_idempotent(tmp_path, capsys):
+    from guardrails.core import manifest_migrations
+    from guardrails.core.manifest import SCHEMA_VERSION
+
+    assert manifest_migrations.CURRENT == SCHEMA_VERSION
+    path = tmp_path / "microapp.yaml"
+    path.write_text(OLD_MANIFEST)
+    assert main(["manifest", "migrate", "--check", "--file", str(path)]) == 1
+    assert path.read_text() == OLD_MANIFEST  # --check changes nothing
+    assert main(["manifest", "migrate", "--file", str(path)]) == 0
+    text = path.read_text()
+    assert 'contact: "#hr-ops"   # chat' in text and "schema_version: 3" in text
+    assert "  writes: true" in text and "# the owner's comment stays" in text
+    assert '{name: hr-db, type: sql, access: read-only, secret: "env:HR_DB"}  # the owner' in text
+    capsys.readouterr()
+    assert main(["manifest", "migrate", "--file", str(path)]) == 0  # again: nothing to do
+    assert path.read_text() == text and "nothing to migrate" in capsys.readouterr().out
+    assert main(["manifest", "migrate", "--check", "--file", str(path)]) == 0
+
+
+def test_manifest_migrate_refuses_conflict_markers_then_runs_after_they_are_resolved(
+    tmp_path, capsys
+):
+    path = tmp_path / "microapp.yaml"
+    conflicted = OLD_MANIFEST.replace(
+        "  sla_hours: 8\n",
+        "<<<<<<< before updating\n  sla_hours: 8\n=======\n  sla_hours: 4\n"
+        ">>>>>>> after updating\n",
+    )
+    path.write_text(conflicted)
+    assert main(["manifest", "migrate", "--file", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "conflict markers" in err and "python -m guardrails manifest migrate" in err
+    assert path.read_text() == conflicted  # untouched
+    path.write_text(OLD_MANIFEST)  # the owner resolves the conflict
+    assert main(["manifest", "migrate", "--file", str(path)]) == 0
+    assert "schema_version: 3" in path.read_text()

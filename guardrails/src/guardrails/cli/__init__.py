@@ -3,8 +3,12 @@
 manifest check   validate microapp.yaml (schema, risk tier, expiry)
 manifest tier    print the risk tier the CoE rules give, and why
 manifest schema  print where the manifest's JSON Schema is installed
+manifest migrate bring microapp.yaml to the current schema (text edits; safe to run again)
 policy check     evaluate the CoE's Rego policies (policy/*.rego) against microapp.yaml
 audit verify     prove the audit log's hash chain is intact
+lifecycle renew  extend lifecycle.expires (at most MAX_EXPIRY_DAYS from today); make renew
+report           the promotion report from report/ (make report)
+catalog          write catalog-info.yaml (Backstage) from microapp.yaml; --check: in sync?
 drift            check template-owned files and that no vendored guardrails copy remains
 deploy values    the Helm chart's values derived from microapp.yaml (make chart-values)
 deploy gate      may the app be deployed today? warns before expiry, refuses after it
@@ -20,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from guardrails.core.rules import days_until_expiry, expiry_status, risk_tier
+from guardrails.core.rules import MAX_EXPIRY_DAYS, days_until_expiry, expiry_status, risk_tier
 from guardrails.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -91,6 +95,103 @@ def cmd_manifest_schema(_args: argparse.Namespace) -> int:
     from guardrails.core.manifest import schema_path
 
     print(schema_path())
+    return 0
+
+
+def cmd_manifest_migrate(args: argparse.Namespace) -> int:
+    from guardrails.core import manifest_migrations as steps
+
+    path = Path(args.file)
+    again = "python -m guardrails manifest migrate (make migrate)"
+    if not path.is_file():
+        print(f"{path}: not found (run from the app folder)", file=sys.stderr)
+        return 1
+    text = path.read_text("utf-8")
+    if steps.manifest_conflicts(text):
+        print(
+            f"{path} has merge conflict markers (<<<<<<< ======= >>>>>>>); nothing was changed. "
+            f"Resolve them, then run: {again}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        new, done = steps.migrate_manifest(text)
+    except ValueError as exc:
+        print(f"{path}: {exc}; nothing was changed. Then run: {again}", file=sys.stderr)
+        return 1
+    if not done:
+        print(f"{path}: schema_version {steps.CURRENT}, nothing to migrate")
+        return 0
+    if args.check:
+        print(f"{path} needs a migration ({done}): run {again}", file=sys.stderr)
+        return 1
+    path.write_text(new, "utf-8")
+    print(done)
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from guardrails.core.catalog import differences, entity, render, template_version
+    from guardrails.core.manifest import ManifestError, load_manifest
+
+    try:
+        manifest = load_manifest(args.file)
+    except ManifestError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    wanted = entity(manifest.raw, template_version(Path(args.answers)))
+    out = Path(args.output)
+    if args.check:
+        found = differences(out, wanted)
+        for line in found:
+            print(f"{out}: {line}", file=sys.stderr)
+        if found:
+            print(f"{out} is out of date with {args.file}: run make catalog", file=sys.stderr)
+        return 1 if found else 0
+    out.write_text(render(wanted), "utf-8")
+    print(f"wrote {out} from {args.file}")
+    return 0
+
+
+def cmd_lifecycle_renew(args: argparse.Namespace) -> int:
+    import re
+
+    from guardrails.core.rules import renewed_expiry
+
+    path = Path(args.file)
+    try:
+        new = renewed_expiry(args.days)
+    except ValueError as exc:
+        print(f"Cannot renew: {exc}", file=sys.stderr)
+        return 2
+    text = path.read_text("utf-8")
+    line = re.compile(r"(\bexpires:\s*)([\"']?)(\d{4}-\d{2}-\d{2})\2")
+    match = line.search(text)
+    if not match:
+        print(f"{path}: no lifecycle.expires date found", file=sys.stderr)
+        return 1
+    if dt.date.fromisoformat(match[3]) >= new:
+        print(f"{path}: expires {match[3]} already, not before {new}: nothing to renew")
+        return 0
+    path.write_text(text[: match.start(3)] + new.isoformat() + text[match.end(3) :], "utf-8")
+    print(f"lifecycle.expires {match[3]} -> {new.isoformat()} ({args.days} days from today)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from guardrails.cli.report import write
+    from guardrails.core.manifest import ManifestError
+
+    out = Path(args.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        verdict, sections = write(Path("."), out)
+    except ManifestError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for section in sections:
+        print(f"{section.status.upper():8} {section.title}")
+    print(f"{verdict}\nwrote {out / 'promotion.html'} and {out / 'promotion.md'}")
     return 0
 
 
@@ -262,6 +363,33 @@ def main(argv: list[str] | None = None) -> int:
     tier.set_defaults(func=cmd_manifest_tier)
     schema = manifest_sub.add_parser("schema", help="print the path of the JSON Schema")
     schema.set_defaults(func=cmd_manifest_schema)
+    migrate = manifest_sub.add_parser(
+        "migrate", help="bring microapp.yaml to the current schema (idempotent, text edits)"
+    )
+    migrate.add_argument("--file", default=str(Settings.from_env().manifest_path))
+    migrate.add_argument("--check", action="store_true", help="only say whether it is needed")
+    migrate.set_defaults(func=cmd_manifest_migrate)
+
+    life = sub.add_parser("lifecycle", help="the app's lifecycle (expiry)")
+    life_sub = life.add_subparsers(dest="action", required=True)
+    renew = life_sub.add_parser("renew", help="extend lifecycle.expires (make renew)")
+    renew.add_argument("--file", default=str(Settings.from_env().manifest_path))
+    renew.add_argument("--days", type=int, default=MAX_EXPIRY_DAYS,
+                       help=f"days from today (1 to {MAX_EXPIRY_DAYS}, the default)")  # fmt: skip
+    renew.set_defaults(func=cmd_lifecycle_renew)
+
+    report = sub.add_parser("report", help="the promotion report from report/ (make report)")
+    report.add_argument("--dir", default="report")
+    report.set_defaults(func=cmd_report)
+
+    catalog = sub.add_parser(
+        "catalog", help="write catalog-info.yaml (Backstage Component) from microapp.yaml"
+    )
+    catalog.add_argument("--file", default=str(Settings.from_env().manifest_path))
+    catalog.add_argument("--answers", default=".copier-answers.yml")
+    catalog.add_argument("--output", default="catalog-info.yaml")
+    catalog.add_argument("--check", action="store_true", help="fail when the file is out of date")
+    catalog.set_defaults(func=cmd_catalog)
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="action", required=True)

@@ -188,8 +188,9 @@ class Manifest:
 def upgrade(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Bring an older manifest to the current schema in memory; returns (data, notices).
 
-    The file itself is rewritten by the template's migration (hooks/ in the template repo,
-    run by `copier update`); until then the app keeps working and `make check` says so.
+    The file itself is rewritten by `python -m guardrails manifest migrate` (`make migrate`; the
+    same steps, guardrails.core.manifest_migrations, run from the template's copier migrations);
+    until then the app keeps working and `make check` says so.
     """
     notices = []
     if data.get("schema_version") == 1:
@@ -200,7 +201,7 @@ def upgrade(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         data["support"] = support
         notices.append(
             "microapp.yaml uses schema_version 1: support.channel is now support.contact. "
-            "`copier update` rewrites the file; or rename the key and set schema_version: 2."
+            "Run `make migrate` (python -m guardrails manifest migrate), which rewrites it."
         )
     if data.get("schema_version") == 2:
         data = {**data, "schema_version": 3}
@@ -210,7 +211,7 @@ def upgrade(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             notices.append(
                 "microapp.yaml uses schema_version 2: data.writes (does the app change data?) "
                 f"is now required; it is taken as {str(data_block['writes']).lower()} for now. "
-                "Run `copier update` (its migration writes it), or add "
+                "Run `make migrate` (python -m guardrails manifest migrate), or add "
                 f"`writes: {str(data_block['writes']).lower()}` under `data:` and set "
                 "schema_version: 3."
             )

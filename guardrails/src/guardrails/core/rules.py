@@ -3,6 +3,8 @@
 - `risk_tier(data)`: the risk tier and the reasons for it (never by kind: by what the app does).
 - `is_local_url(url)`: plain http is allowed only to this machine itself.
 - `EXPIRY_WARNING_DAYS`, `expiry_status()`: when an app's expiry becomes a warning.
+- `MAX_EXPIRY_DAYS`, `renewed_expiry()`: how far ahead an app may be renewed (`make renew`).
+- `REQUIRED_APPROVALS`: who approves a promotion, per risk tier.
 - `production_problems()`: what a production app may not use.
 
 The Rego policies (policy/*.rego) do not recompute these: guardrails.core.policy passes the
@@ -81,6 +83,18 @@ def days_until_expiry(expires: dt.date | str, today: dt.date | None = None) -> i
     return (expires - (today or dt.date.today())).days
 
 
+MAX_EXPIRY_DAYS = 730  # the longest an app lives without its owner renewing it
+
+
+def renewed_expiry(days: int = MAX_EXPIRY_DAYS, today: dt.date | None = None) -> dt.date:
+    """The new `lifecycle.expires` of a renewal by `days` from today (1 to MAX_EXPIRY_DAYS)."""
+    if not 1 <= days <= MAX_EXPIRY_DAYS:
+        raise ValueError(
+            f"an app may be renewed for 1 to {MAX_EXPIRY_DAYS} days at a time, not {days}"
+        )
+    return (today or dt.date.today()) + dt.timedelta(days=days)
+
+
 def expiry_status(expires: dt.date | str, today: dt.date | None = None) -> str:
     """ "expired" after the date, "soon" within EXPIRY_WARNING_DAYS of it, else "ok"."""
     days = days_until_expiry(expires, today)
@@ -89,6 +103,14 @@ def expiry_status(expires: dt.date | str, today: dt.date | None = None) -> str:
     if days <= EXPIRY_WARNING_DAYS:
         return "soon"
     return "ok"
+
+
+# ---------------------------------------------------------------------- promotion
+REQUIRED_APPROVALS = {
+    1: ("none: promoted automatically once the tests and the policies pass",),
+    2: ("security review",),
+    3: ("security review", "data-governance sign-off"),
+}
 
 
 # ---------------------------------------------------------------------- verdicts for Rego

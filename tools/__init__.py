@@ -1,0 +1,1 @@
+"""Commands the CoE runs on this repository (release notes, the fleet report)."""
