@@ -101,7 +101,6 @@ class JsonlChainSink:
             raise AuditError(f"cannot append to audit log {self.path}: {exc}") from exc
         return chained
 
-
     def extend(self, events: list[dict[str, Any]]) -> None:
         """Append many events as one stretch of the chain, under one lock and one fsync (bulk
         loads such as the test kit's seeding; the web app appends one event at a time)."""
