@@ -24,6 +24,7 @@ api = APIRouter(prefix="/api")
 ANY_ROLE = ("requester", "approver", "admin")
 MAX_ID = 2**63 - 1
 NEWEST_FIRST = [ApprovalRequest.id.desc()]  # the lists' order: stable, and the primary key
+WAITING_SHOWN = 10  # "Waiting for your decision": a short list above the main one
 COUNT_CAP = 1000  # counts stop there ("1000+"): a badge costs the same at any size
 DB = Annotated[Session, Depends(db_session)]
 Member = Annotated[User, Depends(require_role(*ANY_ROLE))]
@@ -85,7 +86,9 @@ def index(
     page = keyset_page(db.scalars, query, NEWEST_FIRST, after=after)
     waiting = None
     if user.has_role("approver"):
-        waiting = keyset_page(db.scalars, awaiting(user), NEWEST_FIRST, after=waiting_after)
+        waiting = keyset_page(
+            db.scalars, awaiting(user), NEWEST_FIRST, after=waiting_after, size=WAITING_SHOWN
+        )
         waiting.extra["count"] = count_rows(db.scalars, awaiting(user), cap=COUNT_CAP)
     total = count_rows(db.scalars, query, cap=COUNT_CAP)
     return render(

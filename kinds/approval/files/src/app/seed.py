@@ -38,7 +38,7 @@ def rows(count: int, rng: random.Random, users: Sequence[str]) -> Iterator[dict[
         status = rng.choice(statuses)
         requester = rng.choice(users)
         values: dict[str, Any] = {
-            "title": f"{rng.choice(WHAT)} for {requester.split('@')[0]} #{n + 1}",
+            "title": f"{rng.choice(WHAT)} for {requester.split('@')[0]}",
             "details": "Seeded request (made-up data).",
             "status": status,
             "requester": requester,
