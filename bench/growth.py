@@ -294,6 +294,7 @@ def soak(args, app: Path, work: Path, issuer: str, base: dict) -> dict:
                     "slice": n + 1,
                     "reads": read["requests"],
                     "writes": write["requests"],
+                    "write_failed": write["non_ok"] + write["socket_errors"],
                     "failed": read["non_ok"]
                     + read["socket_errors"]
                     + write["non_ok"]
@@ -332,7 +333,18 @@ def soak(args, app: Path, work: Path, issuer: str, base: dict) -> dict:
         cwd=app,
         env=env,
     )
+    with Path(env["MICROAPP_AUDIT_FILE"]).open("rb") as fh:
+        created = sum(1 for line in fh if b'"action":"approval.create"' in line) - args.soak_rows
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(env["DATABASE_URL"])
+    with engine.connect() as conn:
+        rows = conn.scalar(text("SELECT COUNT(*) FROM approval_request"))
+    engine.dispose()
     return {
+        "writes_ok": sum(m["writes"] - m["write_failed"] for m in minutes),
+        "rows_created": rows - args.soak_rows,
+        "create_events": created,
         "rows_at_start": args.soak_rows,
         "slice_s": args.slice_s,
         "warm_rss_mib": warm_rss,
@@ -444,7 +456,9 @@ def main() -> int:
         print(
             f"\nRSS after warm-up {s['warm_rss_mib']:.1f} MiB, at the end {s['end_rss_mib']:.1f}"
             f" MiB (x {s['rss_ratio']:.2f}); failed requests: {s['failed']}; spans received: "
-            f"{s['spans_received']}; audit: {s['audit_verify']}"
+            f"{s['spans_received']}; audit: {s['audit_verify']}; requests created "
+            f"{s['rows_created']} (answered 303: {s['writes_ok']}), their create events: "
+            f"{s['create_events']}"
         )
     print(f"\nload average before {report['load']}, after {report['load_after']}")
     return 0
