@@ -68,8 +68,8 @@ QUICK = {
 }
 
 
-def render_app(work: Path) -> Path:
-    app = work / "approval"
+def render_app(work: Path, kind: str = "approval") -> Path:
+    app = work / kind
     subprocess.run(
         [
             str(Path(sys.executable).parent / "copier"),
@@ -81,7 +81,7 @@ def render_app(work: Path) -> Path:
             "-d",
             "owner_email=hr-ops@example.com",
             "-d",
-            "kind=approval",
+            f"kind={kind}",
             "--vcs-ref",
             "HEAD",
             str(REPO),
@@ -90,7 +90,7 @@ def render_app(work: Path) -> Path:
         check=True,
     )
     # the working tree's kind files, committed or not (a bench of what is being changed)
-    src = REPO / "kinds" / "approval" / "files" / "src" / "app"
+    src = REPO / "kinds" / kind / "files" / "src" / "app"
     for path in src.rglob("*"):
         if path.is_file():
             target = app / "src" / "app" / path.relative_to(src)
@@ -123,15 +123,15 @@ def load(
     return run_load(LOADGEN, port, method, path, cookie, body, conns, duration, 10**7, ok=ok)
 
 
-def sign_in(url: str, email: str) -> tuple[str, str]:
+def sign_in(url: str, email: str, csrf_page: str = "/requests/new") -> tuple[str, str]:
     """A real sign-in at the local provider; returns (cookie header, CSRF token)."""
     from guardrails.testing import login
 
     with httpx.Client(follow_redirects=True, timeout=15, headers={"accept": "text/html"}) as c:
         login(c, types.SimpleNamespace(url=url), email)
-        token = CSRF.search(c.get(f"{url}/requests/new").text)[1]
+        found = CSRF.search(c.get(f"{url}{csrf_page}").text) if csrf_page else None
         name = next(n for n in c.cookies if "microapp-session" in n)
-        return f"{name}={c.cookies[name]}", token
+        return f"{name}={c.cookies[name]}", found[1] if found else ""
 
 
 class Databases:
@@ -228,6 +228,77 @@ def growth(
         row["rps_full_ratio"] = row["rps"] / full["rps"]
         row["p99_full_ratio"] = row["p99_ms"] / full["p99_ms"]
     return rows_out
+
+
+def dashboard_growth(args, work: Path, base: dict) -> list[dict]:
+    """The dashboard's ticket table (GET /tickets, newest first) over a demo database of each
+    size. The page is throttled to 60 views a minute per user (by design), so it is timed with
+    40 sequential views per size instead of a throughput run."""
+    from guardrails.core.manifest import load_manifest
+    from guardrails.testing.devserver import run_idp
+
+    app = render_app(work, "dashboard")
+    out = []
+    with run_idp(load_manifest(app / "microapp.yaml"), host=HOST) as issuer:
+        for size in args.sizes:
+            reports = work / f"reports-{size}.db"
+            env = {
+                **app_env(base, app, work, issuer, f"sqlite:///{work / 'dash.db'}", "dash"),
+                "DEMO_REPORTS_URL": f"sqlite:///{reports}",
+            }
+            create = "import sys, pathlib; from app.demo_data import create; "
+            create += "create(pathlib.Path(sys.argv[1]), int(sys.argv[2]))"
+            subprocess.run(
+                [sys.executable, "-c", create, str(reports), str(size)],
+                env=env,
+                cwd=app,
+                check=True,
+            )
+            server = start_server(f"dashboard-{size}", "app.main:build", app, work, env)
+            try:
+                cookie, _ = sign_in(server.url, "viewer@example.com", csrf_page="")
+                times = []
+                with httpx.Client(headers={"cookie": cookie, "accept": "text/html"}) as c:
+                    for n in range(45):
+                        started = time.perf_counter()
+                        answer = c.get(f"{server.url}/tickets", timeout=30)
+                        if answer.status_code != 200:
+                            raise RuntimeError(f"dashboard {size}: {answer.status_code}")
+                        if n >= 5:  # the first five warm up
+                            times.append((time.perf_counter() - started) * 1000)
+                times.sort()
+                out.append(
+                    {
+                        "rows": size,
+                        "p50_ms": times[len(times) // 2],
+                        "p99_ms": times[-1],
+                        "rss_mib": rss_mib(server.process.pid),
+                    }
+                )
+                print(
+                    f"  dashboard {size:>7} tickets: page p50 {out[-1]['p50_ms']:6.1f} ms, "
+                    f"max {out[-1]['p99_ms']:6.1f} ms, RSS {out[-1]['rss_mib']:6.1f} MiB",
+                    flush=True,
+                )
+            finally:
+                server.stop()
+    for row in out:
+        row["p50_ratio"] = row["p50_ms"] / out[0]["p50_ms"]
+        row["rss_ratio"] = row["rss_mib"] / out[0]["rss_mib"]
+    return out
+
+
+def dashboard_table(rows: list[dict]) -> str:
+    out = [
+        "| tickets | page p50 ms | x 10-row | slowest of 40 ms | RSS MiB | x 10-row |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['rows']:,} | {r['p50_ms']:.1f} | {r['p50_ratio']:.2f} | "
+            f"{r['p99_ms']:.1f} | {r['rss_mib']:.0f} | {r['rss_ratio']:.2f} |"
+        )
+    return "\n".join(out)
 
 
 def both(first, second) -> tuple[dict, dict]:
@@ -381,6 +452,7 @@ def main() -> int:
     parser.add_argument("--soak", action="store_true", help="run the soak too")
     parser.add_argument("--no-growth", action="store_true", help="only the soak")
     parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument("--kinds", default="approval,dashboard", help="whose main list")
     parser.add_argument("--sizes", help="comma-separated row counts (the first is the anchor)")
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
@@ -411,7 +483,7 @@ def main() -> int:
             "MICROAPP_LOG_FORMAT": "json",
         }
         with run_idp(manifest, host=HOST) as issuer:
-            if not args.no_growth:
+            if not args.no_growth and "approval" in args.kinds.split(","):
                 report["growth"] = []
                 for engine in args.engines.split(","):
                     print(f"growth curve, {engine}:", flush=True)
@@ -429,6 +501,10 @@ def main() -> int:
                                 print(f"  skipped: {exc}")
                                 continue
                         report["growth"] += growth(args, app, work, issuer, base, engine, pg_url)
+        if not args.no_growth and "dashboard" in args.kinds.split(","):
+            print("growth curve, dashboard (SQLite connector):", flush=True)
+            report["dashboard"] = dashboard_growth(args, work, base)
+        with run_idp(manifest, host=HOST) as issuer:
             if args.soak:
                 print(f"soak, {args.soak_s:.0f} s:", flush=True)
                 report["soak"] = soak(args, app, work, issuer, base)
@@ -438,6 +514,8 @@ def main() -> int:
     (RESULTS / f"growth-{stamp}.json").write_text(json.dumps(report, indent=2))
     if report.get("growth"):
         print("\n" + table(report["growth"]))
+    if report.get("dashboard"):
+        print("\n" + dashboard_table(report["dashboard"]))
     if report.get("soak"):
         s = report["soak"]
         print("\n" + soak_table(s))
