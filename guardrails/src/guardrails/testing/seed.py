@@ -101,6 +101,8 @@ def seed(rt: Runtime, count: int, rng: random.Random, module: str = "app.seed") 
             sink.extend(events)
         rows_done += len(chunk)
         events_done += len(events)
+    with rt.engine.begin() as conn:  # fresh statistics, as a database in use has them
+        conn.exec_driver_sql(f"ANALYZE {table.name}")
     return {"rows": rows_done, "events": events_done}
 
 
