@@ -165,6 +165,13 @@ fleet: setup ## Fleet report over apps: make fleet APPS="../app-a git-url ..." (
 # under load with py-spy; BENCH_ARGS passes anything else (python bench/run.py --help).
 .PHONY: bench
 BENCH_ARGS ?=
+# GROWTH=1: instead, the growth curve (main list at 10..100,000 rows, SQLite and PostgreSQL);
+# SOAK=1: the 5-minute mixed soak (with GROWTH=1: both). bench/growth.py; QUICK=1 applies.
 bench: setup ## Benchmarks: copy, update, CLI, app setup/test, guardrail overhead vs anchors (docs/performance.md)
+ifneq ($(GROWTH)$(SOAK),)
+	$(BIN)/python bench/growth.py $(if $(QUICK),--quick) $(if $(SOAK),--soak) \
+	  $(if $(GROWTH),,--no-growth) $(BENCH_ARGS)
+else
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick) $(if $(TESTS),--tests) \
 	  $(if $(PROFILE),--profile) $(BENCH_ARGS)
+endif

@@ -72,7 +72,7 @@ async def run(args: argparse.Namespace) -> dict:
                     reader, writer = await asyncio.open_connection(HOST, args.port)
                     continue
                 latencies.append(time.perf_counter() - sent)
-                if status == 200:
+                if status in args.ok_status:
                     statuses["ok"] += 1
                 else:
                     statuses["other"] += 1
@@ -112,7 +112,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument(
+        "--ok-status", type=int, action="append", help="a status that counts as ok (default 200)"
+    )
     args = parser.parse_args()
+    args.ok_status = set(args.ok_status or [200])
     print("LOADGEN-JSON " + json.dumps(asyncio.run(run(args))), flush=True)
 
 

@@ -179,8 +179,10 @@ def run_load(
     conns: int,
     duration: float,
     requests: int,
+    ok: tuple[int, ...] = (200,),
 ) -> dict:
-    """One bounded load run from another process; returns the generator's JSON report."""
+    """One bounded load run from another process; returns the generator's JSON report.
+    `ok`: the statuses that count as answered (the Python generator only; wrk counts 2xx)."""
     if args.loadgen == "wrk":
         threads = 2 if args.cpus > 2 and conns >= 4 else 1
         per_thread = math.ceil(requests / threads)
@@ -213,6 +215,7 @@ def run_load(
             f"--connections={conns}",
             f"--duration={duration}",
             f"--requests={requests}",
+            *(f"--ok-status={status}" for status in ok),
         ]
         marker = "LOADGEN-JSON "
     done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)

@@ -55,6 +55,30 @@ def test_trail_of_one_resource_newest_first_skipping_a_damaged_line(tmp_path):
     assert [e["action"] for e in trail] == ["incident.escalate", "incident.acknowledge"]
 
 
+def test_trail_reads_only_what_was_appended_since_the_last_view(tmp_path):
+    from guardrails.auditing.trail import TrailIndex
+
+    path = tmp_path / "audit.jsonl"
+    log = make_log(path)
+    for i in range(300):
+        log.record("incident.note", resource=("incident", f"INC{i % 30}"))
+    index = TrailIndex(path)
+    assert len(index.events(("incident", "INC7"), 50)) == 10  # first view: one scan
+    read_up_to = index.offset
+    assert read_up_to == path.stat().st_size
+    log.record("incident.escalate", resource=("incident", "INC7"))
+    log.record("incident.note", resource=("incident", "INC8"))
+    seen = []  # the byte ranges read (the real reader, with its calls noted)
+    original = index._lines
+    index._lines = lambda f, start, end: seen.append((start, end)) or original(f, start, end)
+    newest = index.events(("incident", "INC7"), 50)
+    assert seen == [(read_up_to, path.stat().st_size)]  # only the two new lines were read
+    assert newest[0]["action"] == "incident.escalate" and len(newest) == 11
+    assert [e["resource"]["id"] for e in newest] == ["INC7"] * 11
+    path.write_text("")  # a new file (rotated): the index starts again
+    assert index.events(("incident", "INC7"), 50) == []
+
+
 @pytest.mark.parametrize("tamper", ["edit", "delete", "swap"])
 def test_verify_detects_tampering(tmp_path, tamper, capsys):
     path = tmp_path / "audit.jsonl"

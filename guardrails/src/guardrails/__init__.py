@@ -18,7 +18,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from guardrails.auditing.trail import trail as audit_trail
     from guardrails.connectors.registry import ConnectorError, connector
     from guardrails.core.db import Model
+    from guardrails.core.housekeeping import schedule
     from guardrails.core.manifest import Manifest, load_manifest
+    from guardrails.core.paging import Page, count_rows, keyset_page
     from guardrails.core.runtime import runtime
     from guardrails.secrets.store import SecretUnavailable, secret
     from guardrails.web.app import create_app, render
@@ -33,20 +35,24 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "ConnectorError": ("guardrails.connectors.registry", "ConnectorError"),
     "Manifest": ("guardrails.core.manifest", "Manifest"),
     "Model": ("guardrails.core.db", "Model"),
+    "Page": ("guardrails.core.paging", "Page"),
     "SecretUnavailable": ("guardrails.secrets.store", "SecretUnavailable"),
     "User": ("guardrails.web.sso", "User"),
     "audit": ("guardrails.auditing.log", "audit"),
     "audit_trail": ("guardrails.auditing.trail", "trail"),
     "connector": ("guardrails.connectors.registry", "connector"),
+    "count_rows": ("guardrails.core.paging", "count_rows"),
     "create_app": ("guardrails.web.app", "create_app"),
     "current_user": ("guardrails.web.sso", "current_user"),
     "db_session": ("guardrails.web.deps", "db_session"),
+    "keyset_page": ("guardrails.core.paging", "keyset_page"),
     "limit_per_user": ("guardrails.web.ratelimit", "limit_per_user"),
     "load_manifest": ("guardrails.core.manifest", "load_manifest"),
     "render": ("guardrails.web.app", "render"),
     "require_role": ("guardrails.web.sso", "require_role"),
     "require_user": ("guardrails.web.sso", "require_user"),
     "runtime": ("guardrails.core.runtime", "runtime"),
+    "schedule": ("guardrails.core.housekeeping", "schedule"),
     "secret": ("guardrails.secrets.store", "secret"),
     "verify_audit": ("guardrails.auditing.log", "verify_file"),
 }
@@ -57,21 +63,25 @@ __all__ = [
     "ConnectorError",
     "Manifest",
     "Model",
+    "Page",
     "SecretUnavailable",
     "User",
     "__version__",
     "audit",
     "audit_trail",
     "connector",
+    "count_rows",
     "create_app",
     "current_user",
     "db_session",
+    "keyset_page",
     "limit_per_user",
     "load_manifest",
     "render",
     "require_role",
     "require_user",
     "runtime",
+    "schedule",
     "secret",
     "verify_audit",
 ]

@@ -123,6 +123,11 @@ class Manifest:
         return self.raw["data"]["retention_days"]
 
     @property
+    def page_size(self) -> int:
+        """Rows per page of the app's lists (`ui.page_size`, default 50)."""
+        return int((self.raw.get("ui") or {}).get("page_size", 50))
+
+    @property
     def risk_tier(self) -> int:
         return self.raw["risk_tier"]
 

@@ -38,6 +38,7 @@ from guardrails.connectors.registry import ConnectorError
 from guardrails.core import context
 from guardrails.core.context import RequestInfo
 from guardrails.core.db import Model
+from guardrails.core.housekeeping import Scheduler
 from guardrails.core.runtime import Runtime, build_runtime
 from guardrails.secrets.store import CORE, SecretUnavailable
 from guardrails.telemetry.otel import configure_logging
@@ -373,6 +374,8 @@ def create_app(
         if rt.engine is not None:
             Model.metadata.create_all(rt.engine)
             SessionStore(rt.sessionmaker, rt.settings.session_max_age).purge_expired()
+        housekeeping = Scheduler(rt)  # sessions purge and the app's jobs, every few minutes
+        housekeeping.start()
         log.info(
             "started",
             app_id=rt.manifest.app_id,
@@ -381,6 +384,7 @@ def create_app(
             issuer=gr.sso.issuer,
         )
         yield
+        housekeeping.stop()
         gr.telemetry.shutdown()
         rt.close()
 

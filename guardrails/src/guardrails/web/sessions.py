@@ -23,8 +23,11 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardrails.core.db import Model
+from guardrails.core.housekeeping import schedule
 
 log = structlog.get_logger("guardrails.sessions")
+PURGE_BATCH = 1000
+SESSIONS_PURGE_EVERY = 300  # seconds between runs of the expired-session purge
 
 
 class SessionRow(Model):
@@ -128,13 +131,25 @@ class SessionStore:
                 db.execute(delete(SessionRow).where(SessionRow.id.in_(ended)))
         return len(ended)
 
-    def purge_expired(self) -> int:
-        with self.maker.begin() as db:
-            ids = db.scalars(select(SessionRow.id).where(SessionRow.expires_at < time.time()))
-            doomed = list(ids)
-            if doomed:
-                db.execute(delete(SessionRow).where(SessionRow.id.in_(doomed)))
-            return len(doomed)
+    def purge_expired(self, batch: int = PURGE_BATCH) -> int:
+        """Delete every expired session, `batch` rows per transaction; returns how many."""
+        total = 0
+        while True:
+            with self.maker.begin() as db:
+                n = purge_expired_step(db, batch)
+            total += n
+            if n < batch:
+                return total
+
+
+def purge_expired_step(db: Session, batch: int, _manifest: Any = None) -> int:
+    """One batch of the expired-session purge (the `sessions-purge` housekeeping job): at
+    most `batch` rows, by the `expires_at` index; idempotent across replicas."""
+    doomed = select(SessionRow.id).where(SessionRow.expires_at < time.time()).limit(batch)
+    return db.execute(delete(SessionRow).where(SessionRow.id.in_(doomed))).rowcount or 0
+
+
+schedule("sessions-purge", every=SESSIONS_PURGE_EVERY, batch=PURGE_BATCH)(purge_expired_step)
 
 
 class ServerSideSessionMiddleware:

@@ -38,6 +38,7 @@ from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 from guardrails.auditing.log import Actor, audit
 from guardrails.core.context import set_actor
 
+MAX_SEEN_JTI = 10_000  # logout token ids remembered against replay (10 minutes, at most this many)
 log = structlog.get_logger("guardrails.sso")
 JWKS_MAX_AGE = 300  # seconds before the provider's signing keys are fetched again
 BACKCHANNEL_LOGOUT_PATH = "/auth/backchannel-logout"
@@ -558,6 +559,8 @@ class SSO:
         jti = str(claims["jti"])
         now = time.monotonic()
         self._seen_jti = {k: t for k, t in self._seen_jti.items() if now - t < 600}
+        while len(self._seen_jti) >= MAX_SEEN_JTI:  # bounded: the oldest go first
+            self._seen_jti.pop(next(iter(self._seen_jti)))
         if jti in self._seen_jti:
             raise NotAuthenticated("logout token refused: already used (jti)")
         self._seen_jti[jti] = now

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from app import routes
+from app import retention, routes  # noqa: F401 (retention registers its hourly purge job)
 from guardrails import create_app
 
 PAGES = Path(__file__).parent / "pages"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import DateTime, Enum, String, Text, func
+from sqlalchemy import DateTime, Enum, Index, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guardrails import Model
@@ -30,19 +30,27 @@ class ApprovalRequest(Model):
     title: Mapped[str] = mapped_column(String(120))
     details: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[Status] = mapped_column(
-        Enum(Status, native_enum=False, length=16), default=Status.DRAFT, index=True
+        Enum(Status, native_enum=False, length=16), default=Status.DRAFT
     )
-    requester: Mapped[str] = mapped_column(String(254), index=True)
+    requester: Mapped[str] = mapped_column(String(254))
     requester_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), default=utcnow
+        DateTime(timezone=True), server_default=func.now(), default=utcnow, index=True
     )
     submitted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     decision: Mapped[str | None] = mapped_column(String(16))  # approved | rejected
-    decided_by: Mapped[str | None] = mapped_column(String(254))
-    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(254), index=True)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     decision_comment: Mapped[str | None] = mapped_column(Text)
     archived_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+    # Indexes for what the pages filter and order by (newest first, by id): the "waiting for
+    # your decision" list and its badge (status), a requester's own list (requester); the
+    # single-column ones above serve the archive, the retention purge and reports.
+    __table_args__ = (
+        Index("ix_approval_request_status_id", "status", "id"),
+        Index("ix_approval_request_requester_id", "requester", "id"),
+    )
 
     # Optimistic concurrency: every UPDATE of a request names the status it was read with
     # (UPDATE approval_request SET ... WHERE id = :id AND status = :read). When two people change

@@ -9,38 +9,47 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app import workflow
 from app.models import ApprovalRequest, Status
-from guardrails import User, audit, db_session, render, require_role
+from guardrails import User, audit, count_rows, db_session, keyset_page, render, require_role
 
 router = APIRouter()
 api = APIRouter(prefix="/api")
 
 ANY_ROLE = ("requester", "approver", "admin")
 MAX_ID = 2**63 - 1
+NEWEST_FIRST = [ApprovalRequest.id.desc()]  # the lists' order: stable, and the primary key
+WAITING_SHOWN = 10  # "Waiting for your decision": a short list above the main one
+COUNT_CAP = 1000  # counts stop there ("1000+"): a badge costs the same at any size
 DB = Annotated[Session, Depends(db_session)]
 Member = Annotated[User, Depends(require_role(*ANY_ROLE))]
 
 
-def visible_requests(db: Session, user: User, include_archived: bool = False):
-    """Requesters see their own; approvers also see everything submitted; admins see all."""
-    query = select(ApprovalRequest).order_by(ApprovalRequest.id.desc())
+def visible(user: User, include_archived: bool = False):
+    """The SELECT of what `user` may see: requesters their own; approvers also everything
+    submitted; admins all. Paged by keyset_page, counted by count_rows: never loaded whole."""
+    query = select(ApprovalRequest)
     if not include_archived:
         query = query.where(ApprovalRequest.status != Status.ARCHIVED)
     if user.has_role("admin"):
-        return db.scalars(query).all()
+        return query
     if user.has_role("approver"):
-        query = query.where(
+        return query.where(
             or_(ApprovalRequest.requester == user.id, ApprovalRequest.status != Status.DRAFT)
         )
-    else:
-        query = query.where(ApprovalRequest.requester == user.id)
-    return db.scalars(query).all()
+    return query.where(ApprovalRequest.requester == user.id)
+
+
+def awaiting(user: User):
+    """Submitted requests `user` may decide (an approver's, not their own)."""
+    return select(ApprovalRequest).where(
+        ApprovalRequest.status == Status.SUBMITTED, ApprovalRequest.requester != user.id
+    )
 
 
 def can_see(req: ApprovalRequest, user: User) -> bool:
@@ -62,13 +71,37 @@ def load_visible(db: Session, request_id: int, user: User) -> ApprovalRequest:
 
 
 @router.get("/")
-def index(request: Request, db: DB, user: Member, archived: bool = False) -> Response:
+def index(
+    request: Request,
+    db: DB,
+    user: Member,
+    archived: bool = False,
+    after: Annotated[str | None, Query(max_length=200)] = None,
+    waiting_after: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
     if archived and not user.has_role("admin"):  # the link is only shown to admins, too
         audit.record("approval.list_archived", result="denied", resource=("route", "/?archived=1"))
         raise HTTPException(403, "Only admins can list archived requests.")
-    rows = visible_requests(db, user, include_archived=archived)
-    awaiting = [r for r in rows if r.status == Status.SUBMITTED and r.requester != user.id]
-    return render(request, "list.html", {"rows": rows, "awaiting": awaiting, "archived": archived})
+    query = visible(user, include_archived=archived)
+    page = keyset_page(db.scalars, query, NEWEST_FIRST, after=after)
+    waiting = None
+    if user.has_role("approver"):
+        waiting = keyset_page(
+            db.scalars, awaiting(user), NEWEST_FIRST, after=waiting_after, size=WAITING_SHOWN
+        )
+        waiting.extra["count"] = count_rows(db.scalars, awaiting(user), cap=COUNT_CAP)
+    total = count_rows(db.scalars, query, cap=COUNT_CAP)
+    return render(
+        request,
+        "list.html",
+        {
+            "rows": page,
+            "awaiting": waiting,
+            "total": total,
+            "count_cap": COUNT_CAP,
+            "archived": archived,
+        },
+    )
 
 
 @router.get("/requests/new")
@@ -155,8 +188,18 @@ def transition(
 
 
 @api.get("/requests")
-def api_requests(db: DB, user: Member) -> list[dict]:
-    """JSON for scripts and other apps (send a bearer token from the same identity provider)."""
+def api_requests(
+    request: Request,
+    response: Response,
+    db: DB,
+    user: Member,
+    after: Annotated[str | None, Query(max_length=200)] = None,
+) -> list[dict]:
+    """JSON for scripts and other apps (send a bearer token from the same identity provider).
+    One page, newest first; the `Link: <...>; rel="next"` header names the next page."""
+    page = keyset_page(db.scalars, visible(user), NEWEST_FIRST, after=after)
+    if page.next:
+        response.headers["Link"] = f'<{request.url.path}?after={page.next}>; rel="next"'
     return [
         {
             "id": r.id,
@@ -165,5 +208,5 @@ def api_requests(db: DB, user: Member) -> list[dict]:
             "requester": r.requester,
             "decided_by": r.decided_by,
         }
-        for r in visible_requests(db, user)
+        for r in page
     ]

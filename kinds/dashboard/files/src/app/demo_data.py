@@ -52,7 +52,13 @@ CREATE TABLE tickets (
     email TEXT NOT NULL,
     phone TEXT NOT NULL,
     hours_to_resolve REAL
-)
+);
+-- for the ticket page's filters and sort orders (keyset paging: the column, then id)
+CREATE INDEX ix_tickets_team ON tickets (team);
+CREATE INDEX ix_tickets_status ON tickets (status);
+CREATE INDEX ix_tickets_opened_on ON tickets (opened_on, id);
+CREATE INDEX ix_tickets_category ON tickets (category, id);
+CREATE INDEX ix_tickets_hours ON tickets (coalesce(hours_to_resolve, -1), id);
 """
 
 
@@ -82,7 +88,7 @@ def create(path: Path, count: int = 400) -> Path:
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     with sqlite3.connect(tmp) as db:
-        db.execute(SCHEMA)
+        db.executescript(SCHEMA)
         db.executemany("INSERT INTO tickets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows(count))
     tmp.replace(path)
     return path
