@@ -46,7 +46,7 @@ def test_login_event_is_audited(guarded, demo):
     with guarded.client() as client:
         login(client, guarded, demo["admin"])
     logins = [e for e in guarded.audit_events() if e["action"] == "auth.login"]
-    assert logins and logins[-1]["actor"]["id"] == demo["admin"]
+    assert logins and logins[-1]["actor"]["email"] == demo["admin"]
     assert logins[-1]["result"] == "success" and logins[-1]["source_ip"] == "127.0.0.1"
 
 
@@ -82,7 +82,7 @@ def test_missing_role_is_denied_and_audited(guarded, non_admin):
     assert "needs the admin role" in answer.text
     denied = guarded.audit_events()[-1]
     assert denied["action"] == "access.denied" and denied["result"] == "denied"
-    assert denied["actor"]["id"] == non_admin
+    assert denied["actor"]["email"] == non_admin
     assert denied["resource"] == {"type": "route", "id": "/admin-only"}
 
 

@@ -44,6 +44,16 @@ BACKCHANNEL_LOGOUT_PATH = "/auth/backchannel-logout"
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
+def user_key(issuer: str, sub: str) -> str:
+    """A person's one stable id: the provider's issuer and their subject, `issuer#sub`.
+
+    OpenID Connect guarantees `sub` unique and never reassigned within one issuer, and an issuer
+    has no fragment, so the `#` is unambiguous. The e-mail is not an id: it may be missing (an
+    access token without the claim), change, or be reused.
+    """
+    return f"{issuer}#{sub}"
+
+
 @dataclass(frozen=True)
 class User:
     sub: str
@@ -52,21 +62,28 @@ class User:
     groups: tuple[str, ...]
     roles: frozenset[str]
     via: str = "session"  # session | bearer
+    issuer: str = ""
 
     @property
     def id(self) -> str:
-        """What audit events and pages show: the e-mail when there is one, else the subject."""
+        """The stable key (issuer + sub) used for ownership, four-eyes, rate limits and the
+        audit's actor.id: the same for a browser session and a bearer token of one person."""
+        return user_key(self.issuer, self.sub)
+
+    @property
+    def label(self) -> str:
+        """For display only: the e-mail when there is one, else the subject."""
         return self.email or self.sub
 
     @property
     def display_name(self) -> str:
-        return self.name or self.id
+        return self.name or self.label
 
     def has_role(self, *roles: str) -> bool:
         return bool(self.roles & set(roles))
 
     def as_actor(self) -> Actor:
-        return Actor(id=self.id, roles=tuple(sorted(self.roles)))
+        return Actor(id=self.id, roles=tuple(sorted(self.roles)), email=self.email)
 
 
 class NotAuthenticated(Exception):
@@ -116,8 +133,11 @@ def _group_list(value: Any) -> tuple[str, ...]:
     return tuple(str(g) for g in value if not isinstance(g, dict | list))
 
 
-def _user(data: dict[str, Any], groups: tuple[str, ...], manifest, via: str) -> User:
+def _user(
+    data: dict[str, Any], groups: tuple[str, ...], manifest, via: str, issuer: str
+) -> User:
     return User(
+        issuer=str(data.get("iss") or issuer),
         sub=str(data["sub"]),
         email=data.get("email"),
         name=data.get("name"),
@@ -127,8 +147,9 @@ def _user(data: dict[str, Any], groups: tuple[str, ...], manifest, via: str) -> 
     )
 
 
-def _claims_to_user(claims: dict[str, Any], manifest, via: str) -> User:
-    return _user(claims, _group_list(claim_at(claims, manifest.roles_claim)), manifest, via)
+def _claims_to_user(claims: dict[str, Any], manifest, via: str, issuer: str) -> User:
+    groups = _group_list(claim_at(claims, manifest.roles_claim))
+    return _user(claims, groups, manifest, via, issuer)
 
 
 def private_key(text: str) -> RSAKey | ECKey | OKPKey:
@@ -451,7 +472,7 @@ class SSO:
                 "no_id_token", "no ID token", "Sign-in failed: the provider sent no ID token."
             )
         claims = await self._with_userinfo(claims, token, meta)
-        user = _claims_to_user(claims, self.manifest, via="session")
+        user = _claims_to_user(claims, self.manifest, via="session", issuer=self.issuer)
         target = request.session.get("next", "/")
         # Audit first: if the event cannot be written, AuditError leaves the session signed out.
         audit.record("auth.login", actor=user.as_actor(), metadata={"groups": list(user.groups)})
@@ -460,6 +481,7 @@ class SSO:
         request.session.update(
             {
                 "user": {
+                    "iss": user.issuer,
                     "sub": user.sub,
                     "email": user.email,
                     "name": user.name,
@@ -592,8 +614,9 @@ def session_user(request: Request) -> User | None:
     data = request.session.get("user") if "session" in request.scope else None
     if not data:
         return None
-    manifest = request.app.state.guardrails.manifest
-    return _user(data, _group_list(data.get("groups")), manifest, via="session")
+    gr = request.app.state.guardrails
+    groups = _group_list(data.get("groups"))
+    return _user(data, groups, gr.manifest, via="session", issuer=gr.sso.issuer)
 
 
 def _remember(request: Request, user: User | None) -> User | None:
@@ -609,7 +632,8 @@ async def current_user(request: Request) -> User | None:
     if header[:7].lower() == "bearer ":
         sso: SSO = request.app.state.guardrails.sso
         claims = await sso.verify_bearer(header[7:].strip())
-        return _remember(request, _claims_to_user(claims, sso.manifest, via="bearer"))
+        user = _claims_to_user(claims, sso.manifest, via="bearer", issuer=sso.issuer)
+        return _remember(request, user)
     return _remember(request, session_user(request))
 
 

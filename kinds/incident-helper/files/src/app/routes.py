@@ -86,7 +86,7 @@ def show_incident(request: Request, incident_id: IncidentId, user: Responder) ->
 @router.post("/incidents/{incident_id}/acknowledge")
 def acknowledge(incident_id: IncidentId, user: Responder, _budget: ActionBudget) -> Response:
     try:
-        incident = provider().acknowledge(incident_id, by=user.id)
+        incident = provider().acknowledge(incident_id, by=user.label)
     except (ProviderError, ConnectorError) as exc:
         raise _failed("acknowledge", incident_id, exc) from None
     audit.record(
@@ -107,7 +107,7 @@ def escalate(
     if not target:
         raise HTTPException(400, "Choose where to escalate the incident to.")
     try:
-        incident = provider().escalate(incident_id, target=target, by=user.id)
+        incident = provider().escalate(incident_id, target=target, by=user.label)
     except (ProviderError, ConnectorError) as exc:
         raise _failed("escalate", incident_id, exc, target=target) from None
     audit.record(
@@ -128,7 +128,7 @@ def add_note(
     if not text.strip():
         raise HTTPException(400, "Write the note first.")
     try:
-        provider().add_note(incident_id, text.strip(), by=user.id)
+        provider().add_note(incident_id, text.strip(), by=user.label)
     except (ProviderError, ConnectorError) as exc:
         raise _failed("note", incident_id, exc) from None
     audit.record(

@@ -40,7 +40,7 @@ def test_actions_are_audited_with_id_and_outcome_and_shown(live_app, responder, 
         ("incident.note", "added"),
     ]
     assert {e["resource"]["id"] for e in events} == {"INC1002"}
-    assert {e["actor"]["id"] for e in events} == {demo["responder"]}
+    assert {e["actor"]["email"] for e in events} == {demo["responder"]}
     assert shown.text.count(demo["responder"]) >= 3  # the who-did-what table
 
 
