@@ -133,9 +133,7 @@ def _group_list(value: Any) -> tuple[str, ...]:
     return tuple(str(g) for g in value if not isinstance(g, dict | list))
 
 
-def _user(
-    data: dict[str, Any], groups: tuple[str, ...], manifest, via: str, issuer: str
-) -> User:
+def _user(data: dict[str, Any], groups: tuple[str, ...], manifest, via: str, issuer: str) -> User:
     return User(
         issuer=str(data.get("iss") or issuer),
         sub=str(data["sub"]),
