@@ -107,6 +107,10 @@ class Telemetry:
         self.audit_events = self.meter.create_counter(
             "microapp.audit.events", description="Audit events written, by action and result"
         )
+        self.security_refusals = self.meter.create_counter(
+            "microapp.security.refused",
+            description="Refused attempts (forged tokens, tampered cookies, ...), by reason",
+        )
         if self.enabled and not isinstance(trace.get_tracer_provider(), TracerProvider):
             trace.set_tracer_provider(self.tracer_provider)  # for libraries that use the global
             metrics.set_meter_provider(self.meter_provider)
@@ -124,7 +128,7 @@ class Telemetry:
             app,
             tracer_provider=self.tracer_provider,
             meter_provider=self.meter_provider,
-            excluded_urls="healthz,static/.*",
+            excluded_urls="healthz,livez,readyz,static/.*",
             # One server span per request: the ASGI "http send" / "http receive" child spans
             # (two or three per request) only repeated the server span's status code, and cost
             # a quarter of the instrumentation's time (make bench, docs/performance.md).

@@ -11,6 +11,7 @@ neither crashes nor runs without them. The owner's code adds routers and pages:
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 import secrets
@@ -26,6 +27,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, select_autoescape
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -41,6 +43,7 @@ from guardrails.core.db import Model
 from guardrails.core.runtime import Runtime, build_runtime
 from guardrails.secrets.store import CORE, SecretUnavailable
 from guardrails.telemetry.otel import configure_logging
+from guardrails.web.security import audit_denial, security_event
 from guardrails.web.sessions import ServerSideSessionMiddleware, SessionStore
 from guardrails.web.sso import (
     BACKCHANNEL_LOGOUT_PATH,
@@ -52,6 +55,7 @@ from guardrails.web.sso import (
 
 log = structlog.get_logger("guardrails.web")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
+PROBES = ("/livez", "/readyz", "/healthz")  # no sign-in, no session, no secrets gate
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SECURITY_HEADERS = [
     (
@@ -113,8 +117,22 @@ class RequestContextMiddleware:
                     headers["strict-transport-security"] = "max-age=31536000"
             await send(message)
 
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send_wrapper(message)
+
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001 - every failure gets a page, headers, request id
+            if started:  # the response is under way: nothing more can be said to the client
+                log.exception("request failed after its response started")
+                raise
+            response = _failure_response(Request(scope), exc, request_id)
+            await response(scope, receive, send_wrapper)
         finally:
             context.unbind(token)
             structlog.contextvars.unbind_contextvars("request_id")
@@ -148,7 +166,7 @@ class SecretsGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path == "/healthz" or path.startswith("/static/"):
+        if scope["type"] != "http" or path in PROBES or path.startswith("/static/"):
             await self.app(scope, receive, send)
             return
         rt = self.runtime
@@ -195,7 +213,8 @@ async def csrf_protect(request: Request) -> None:
     ):
         sent = (await request.form()).get("csrf_token")
     if not expected or not isinstance(sent, str) or not hmac.compare_digest(expected, sent):
-        audit.record(
+        security_event("csrf", f"{request.method} {request.url.path}")
+        audit_denial(
             "security.csrf",
             result="denied",
             resource=("route", request.url.path),
@@ -231,15 +250,74 @@ def _common_context(request: Request) -> dict[str, Any]:
     }
 
 
+def _request_id(request: Request) -> str | None:
+    info = context.current_request()
+    return info.request_id if info else None
+
+
 def _error_page(request: Request, status: int, title: str, message: str) -> Response:
+    request_id = _request_id(request)
     if _wants_html(request):
-        return render(
-            request,
-            "error.html",
-            {"status": status, "title": title, "message": message},
-            status_code=status,
-        )
-    return JSONResponse({"error": title, "detail": message}, status_code=status)
+        try:
+            return render(
+                request,
+                "error.html",
+                {"status": status, "title": title, "message": message, "request_id": request_id},
+                status_code=status,
+            )
+        except Exception:  # noqa: BLE001 - the page itself failed: answer in JSON instead
+            log.exception("error page could not be rendered")
+    return JSONResponse(
+        {"error": title, "detail": message, "request_id": request_id}, status_code=status
+    )
+
+
+DATABASE_RETRY_AFTER = 10  # seconds: a locked SQLite file or a PostgreSQL fail-over
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be used right now (locked, down, pool exhausted),
+    as opposed to a bug in a query."""
+    if isinstance(exc, sa_exc.TimeoutError | sa_exc.InterfaceError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa_exc.OperationalError)
+
+
+def _database_unavailable_page(request: Request) -> Response:
+    support = request.app.state.guardrails.manifest.support_contact
+    response = _error_page(
+        request,
+        503,
+        "Temporarily unavailable",
+        "This app cannot use its database right now (it is busy, locked or unreachable). "
+        "Nothing was changed. Please try again in a few seconds; if it keeps happening, "
+        f"contact {support}.",
+    )
+    response.headers["retry-after"] = str(DATABASE_RETRY_AFTER)
+    return response
+
+
+def _failure_response(request: Request, exc: Exception, request_id: str) -> Response:
+    """The answer to an exception no handler took: a 503 for a dependency that failed (with
+    Retry-After), else a 500; both as a page (or JSON) with the request id, never a bare
+    text/plain 500."""
+    if database_unavailable(exc):
+        log.error("database unavailable", error=str(exc).splitlines()[0][:300])
+        return _database_unavailable_page(request)
+    if isinstance(exc, ProviderError):
+        return _provider_failure_page(request, exc)
+    if isinstance(exc, SecretUnavailable):
+        return _secrets_unavailable(request)
+    log.exception("request failed", request_id=request_id)
+    return _error_page(
+        request,
+        500,
+        "Error",
+        "Something went wrong on our side. Nothing was changed. Please try again; if it keeps "
+        "happening, contact the app's support with the request id.",
+    )
 
 
 def _secrets_unavailable(request: Request) -> Response:
@@ -251,6 +329,29 @@ def _secrets_unavailable(request: Request) -> Response:
         "This app cannot read the credentials it needs from its secrets store (Vault) right "
         "now, so it refuses to work rather than run without them. Nothing was changed. Please "
         f"try again in a few minutes; if it keeps happening, contact {support}.",
+    )
+    response.headers["retry-after"] = "30"
+    return response
+
+
+def _provider_failure_page(request: Request, exc: ProviderError) -> Response:
+    log.error("identity provider unusable", reason=exc.reason, step=exc.step, check=exc.check)
+    try:
+        audit.record(
+            "auth.login",
+            result="failure",
+            metadata={"reason": exc.reason, "step": exc.step, "check": exc.check},
+        )
+    except Exception:  # noqa: BLE001 - the page must still be served
+        log.error("audit write failed for a provider failure")
+    support = request.app.state.guardrails.manifest.support_contact
+    response = _error_page(
+        request,
+        503,
+        "Sign-in unavailable",
+        f"This app cannot use its identity provider right now ({exc.reason}), so nobody "
+        "can sign in. Nothing was changed. Please try again in a few minutes; if it keeps "
+        f"happening, contact {support}. For the operator: {exc.check}",
     )
     response.headers["retry-after"] = "30"
     return response
@@ -280,26 +381,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProviderError)
     async def _provider_error(request: Request, exc: ProviderError) -> Response:
-        log.error("identity provider unusable", reason=exc.reason, step=exc.step, check=exc.check)
-        try:
-            audit.record(
-                "auth.login",
-                result="failure",
-                metadata={"reason": exc.reason, "step": exc.step, "check": exc.check},
-            )
-        except AuditError:
-            log.error("audit write failed for a provider failure")
-        support = request.app.state.guardrails.manifest.support_contact
-        response = _error_page(
-            request,
-            503,
-            "Sign-in unavailable",
-            f"This app cannot use its identity provider right now ({exc.reason}), so nobody "
-            "can sign in. Nothing was changed. Please try again in a few minutes; if it keeps "
-            f"happening, contact {support}. For the operator: {exc.check}",
-        )
-        response.headers["retry-after"] = "30"
-        return response
+        return _provider_failure_page(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -325,7 +407,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AuditError)
     async def _audit_error(request: Request, exc: AuditError) -> Response:
         log.error("audit write failed; action refused", error=str(exc))
-        return _error_page(
+        response = _error_page(
             request,
             503,
             "Action not carried out",
@@ -333,6 +415,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             "Nothing was changed. Please try again later; if it keeps happening, contact "
             f"{request.app.state.guardrails.manifest.support_contact}.",
         )
+        response.headers["retry-after"] = "30"
+        return response
 
 
 class Guardrails:
@@ -355,6 +439,25 @@ class Guardrails:
         self.templates = Jinja2Templates(env=env, context_processors=[_common_context])
 
 
+SESSION_PURGE_INTERVAL = 600  # seconds between two purges of expired sessions
+
+
+async def purge_sessions_periodically(
+    store: SessionStore, interval: float = SESSION_PURGE_INTERVAL
+) -> None:
+    """Delete expired sessions every `interval` seconds while the app runs (a failure is
+    logged and tried again next time). Small on purpose: one job for a scheduler to take over."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            purged = await anyio.to_thread.run_sync(store.purge_expired)
+        except Exception as exc:  # noqa: BLE001 - the database may be down for a while
+            log.warning("expired sessions not purged", error=str(exc).splitlines()[0][:300])
+        else:
+            if purged:
+                log.info("expired sessions purged", count=purged)
+
+
 def _ping(rt: Runtime) -> None:
     with rt.engine.connect() as conn:
         conn.execute(text("SELECT 1"))
@@ -370,9 +473,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        purging = None
         if rt.engine is not None:
             Model.metadata.create_all(rt.engine)
-            SessionStore(rt.sessionmaker, rt.settings.session_max_age).purge_expired()
+            gr.session_store.purge_expired()
+            purging = asyncio.create_task(purge_sessions_periodically(gr.session_store))
         log.info(
             "started",
             app_id=rt.manifest.app_id,
@@ -381,6 +486,8 @@ def create_app(
             issuer=gr.sso.issuer,
         )
         yield
+        if purging is not None:
+            purging.cancel()
         gr.telemetry.shutdown()
         rt.close()
 
@@ -409,24 +516,53 @@ def create_app(
         name="guardrails-static",
     )
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, Any]:
-        # Liveness: stays 200 while secrets are unavailable (a restart would not help).
+    async def readiness() -> tuple[int, dict[str, Any]]:
         try:
             await prepare_secrets(rt)
             secrets_state = "ok"
         except SecretUnavailable:
             secrets_state = "unavailable"
+        database = "ok"
         if rt.engine is not None:
-            await anyio.to_thread.run_sync(_ping, rt)
-        return {
-            "status": "ok" if secrets_state == "ok" else "degraded",
+            try:
+                await anyio.to_thread.run_sync(_ping, rt)
+            except sa_exc.SQLAlchemyError as exc:
+                log.error("readiness: database unavailable", error=str(exc).splitlines()[0][:300])
+                database = "unavailable"
+        body = {
+            "status": "ok" if secrets_state == database == "ok" else "degraded",
             "secrets": secrets_state,
+            "database": database,
             "app_id": rt.manifest.app_id,
             "version": rt.version,
             "guardrails_version": __version__,
             "stage": rt.manifest.stage,
         }
+        return (200 if database == "ok" else 503), body
+
+    @app.get("/livez", include_in_schema=False)
+    async def livez() -> dict[str, Any]:
+        # Liveness: the process answers. No dependency is checked, so an outage of the
+        # database, Vault or the identity provider never makes the platform restart the app.
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        # Readiness: 503 while the database or the app's own secrets cannot be used, so the
+        # platform sends no traffic here until they are back.
+        status, body = await readiness()
+        if body["secrets"] != "ok":
+            status = 503
+        headers = {"retry-after": str(DATABASE_RETRY_AFTER)} if status == 503 else None
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        # The summary for people and older probes: 200 while the app can serve (secrets
+        # "degraded" included: pages answer 503 themselves), 503 when the database is down.
+        status, body = await readiness()
+        headers = {"retry-after": str(DATABASE_RETRY_AFTER)} if status == 503 else None
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.get("/signed-out", include_in_schema=False)
     def signed_out(request: Request) -> Response:

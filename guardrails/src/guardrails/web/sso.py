@@ -31,15 +31,20 @@ from authlib.integrations.starlette_client import OAuth
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
 from guardrails.auditing.log import Actor, audit
 from guardrails.core.context import set_actor
+from guardrails.web.security import audit_denial, security_event
 
 log = structlog.get_logger("guardrails.sso")
 JWKS_MAX_AGE = 300  # seconds before the provider's signing keys are fetched again
+JWKS_MIN_REFRESH = 60  # seconds at least between two fetches for an unknown key id
+LOGIN_STATE_MAX_AGE = 600  # seconds a sign-in may take at the provider
+NEXT_MAX_LENGTH = 1000  # characters of the page to return to after sign-in
 BACKCHANNEL_LOGOUT_PATH = "/auth/backchannel-logout"
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
@@ -105,6 +110,20 @@ class ProviderError(Exception):
         self.reason = reason
         self.check = check
         self.step = step
+
+
+def safe_next(target: str) -> str:
+    """Where to go after sign-in: a path on this app, bounded; anything else is "/"."""
+    if (
+        not isinstance(target, str)
+        or len(target) > NEXT_MAX_LENGTH
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+    ):
+        return "/"
+    return target
 
 
 def claim_at(claims: dict[str, Any], path: str) -> Any:
@@ -322,7 +341,13 @@ class SSO:
 
     # ------------------------------------------------------------------ bearer tokens (APIs)
     async def _key_set(self, force: bool = False) -> KeySet:
-        if force or self._jwks is None or time.monotonic() - self._jwks[0] > JWKS_MAX_AGE:
+        """The provider's signing keys, cached for JWKS_MAX_AGE. `force` (an unknown key id)
+        fetches them again, but never twice within JWKS_MIN_REFRESH: tokens with made-up key
+        ids cannot make the app hammer the provider."""
+        age = time.monotonic() - self._jwks[0] if self._jwks else None
+        if force and age is not None and age < JWKS_MIN_REFRESH:
+            return self._jwks[1]
+        if force or age is None or age > JWKS_MAX_AGE:
             await self.metadata("jwks")
             try:
                 jwks = await self.client.fetch_jwk_set(force=True)
@@ -403,15 +428,66 @@ class SSO:
         router.add_api_route(BACKCHANNEL_LOGOUT_PATH, self.backchannel_logout, methods=["POST"])
         return router
 
+    # The pre-login state (state, nonce, PKCE verifier, where to go next) travels in a signed,
+    # short-lived cookie, not in a session row: an anonymous GET /login costs the server no
+    # storage, and the state expires with the cookie (LOGIN_STATE_MAX_AGE).
+    def _login_cookie_name(self) -> str:
+        return "__Host-microapp-login" if self.runtime.settings.secure_cookies else "microapp-login"
+
+    def _login_serializer(self) -> URLSafeTimedSerializer:
+        keys = [k for k in (self.runtime.previous_session_key, self.runtime.session_key) if k]
+        return URLSafeTimedSerializer(keys, salt="guardrails.login-state")
+
+    def _login_cookie(self, value: str, max_age: int) -> str:
+        parts = [f"{self._login_cookie_name()}={value}", "Path=/", f"Max-Age={max_age}"]
+        parts += ["HttpOnly", "SameSite=Lax"]
+        if self.runtime.settings.secure_cookies:
+            parts.append("Secure")
+        return "; ".join(parts)
+
     async def login(self, request: Request, next: str = "/") -> Response:  # noqa: A002
         await self.metadata("login")
-        request.session["next"] = (
-            next if next.startswith("/") and not next.startswith("//") else "/"
-        )
-        return await self.client.authorize_redirect(request, self.redirect_uri)
+        try:
+            rv = await self.client.create_authorization_url(self.redirect_uri)
+        except Exception as exc:  # noqa: BLE001
+            raise self.provider_error(exc, "login") from None
+        state = {k: rv[k] for k in ("state", "nonce", "code_verifier") if rv.get(k)}
+        state["next"] = safe_next(next)
+        signed = self._login_serializer().dumps(state)
+        response = RedirectResponse(rv["url"], status_code=302)
+        response.headers.append("set-cookie", self._login_cookie(signed, LOGIN_STATE_MAX_AGE))
+        return response
+
+    def _login_state(self, request: Request) -> dict[str, Any]:
+        """The signed pre-login state of this browser, checked against the callback's state."""
+        raw = request.cookies.get(self._login_cookie_name())
+        if not raw:
+            raise self._refused(
+                "no_login_state",
+                "no pre-login state cookie (expired, or another browser)",
+                "Sign-in failed: the sign-in took too long or started in another browser. "
+                "Please try again.",
+            )
+        try:
+            data = self._login_serializer().loads(raw, max_age=LOGIN_STATE_MAX_AGE)
+        except BadSignature:
+            security_event("login_state_tampered", "the pre-login state cookie was not ours")
+            raise self._refused(
+                "bad_login_state",
+                "pre-login state cookie expired or tampered with",
+                "Sign-in failed: the sign-in took too long. Please try again.",
+            ) from None
+        if not isinstance(data, dict) or data.get("state") != request.query_params.get("state"):
+            security_event("code_injection", "the callback's state is not this browser's")
+            raise self._refused(
+                "mismatching_state",
+                "the callback's state is not the one this browser was sent with",
+                "Sign-in failed (mismatching state). Please try again.",
+            )
+        return data
 
     def _refused(self, error: str, description: str, message: str) -> HTTPException:
-        audit.record(
+        audit_denial(
             "auth.login",
             result="failure",
             metadata={"error": error, "description": description},
@@ -440,8 +516,23 @@ class SSO:
     async def callback(self, request: Request) -> Response:
         self.client.client_secret = self._client_credential()
         meta = await self.metadata("callback")
+        error = request.query_params.get("error")
         try:
-            token = await self.client.authorize_access_token(request)
+            if error:
+                raise OAuthError(error, request.query_params.get("error_description"))
+            pending = self._login_state(request)
+            token = await self.client.fetch_access_token(
+                redirect_uri=self.redirect_uri,
+                code=request.query_params.get("code"),
+                state=pending["state"],
+                code_verifier=pending.get("code_verifier"),
+            )
+            if "id_token" in token:
+                token["userinfo"] = await self.client.parse_id_token(
+                    token, nonce=pending.get("nonce")
+                )
+        except HTTPException:
+            raise
         except OAuthError as exc:
             if exc.error in ("invalid_client", "unauthorized_client"):  # the app's set-up
                 raise ProviderError(
@@ -453,10 +544,13 @@ class SSO:
                     "for the client at the provider.",
                     "callback",
                 ) from None
+            if exc.error == "invalid_grant":
+                security_event("code_injection", f"the provider refused the code: {exc.error}")
             raise self._refused(
                 exc.error, exc.description, f"Sign-in failed ({exc.error}). Please try again."
             ) from None
         except JoseError as exc:  # nonce mismatch, wrong issuer or audience, bad signature
+            security_event("id_token_refused", str(exc))
             raise self._refused(
                 "invalid_id_token",
                 str(exc),
@@ -471,7 +565,7 @@ class SSO:
             )
         claims = await self._with_userinfo(claims, token, meta)
         user = _claims_to_user(claims, self.manifest, via="session", issuer=self.issuer)
-        target = request.session.get("next", "/")
+        target = pending["next"]
         # Audit first: if the event cannot be written, AuditError leaves the session signed out.
         audit.record("auth.login", actor=user.as_actor(), metadata={"groups": list(user.groups)})
         request.session.clear()
@@ -493,7 +587,9 @@ class SSO:
                 "sid": claims.get("sid"),
             }
         )
-        return RedirectResponse(target, status_code=303)
+        response = RedirectResponse(target, status_code=303)
+        response.headers.append("set-cookie", self._login_cookie("", 0))
+        return response
 
     async def _with_userinfo(self, claims, token, meta) -> dict[str, Any]:
         """The ID token's claims, with the userinfo endpoint's merged in when configured or
@@ -527,7 +623,8 @@ class SSO:
         try:
             claims = await self._verify_logout_token(str(logout_token or ""))
         except NotAuthenticated as exc:
-            audit.record(
+            security_event("logout_token_refused", exc.reason)
+            audit_denial(
                 "auth.logout",
                 result="failure",
                 metadata={"via": "backchannel", "reason": exc.reason},
@@ -629,7 +726,11 @@ async def current_user(request: Request) -> User | None:
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         sso: SSO = request.app.state.guardrails.sso
-        claims = await sso.verify_bearer(header[7:].strip())
+        try:
+            claims = await sso.verify_bearer(header[7:].strip())
+        except NotAuthenticated as exc:
+            security_event("bearer_refused", exc.reason)
+            raise
         user = _claims_to_user(claims, sso.manifest, via="bearer", issuer=sso.issuer)
         return _remember(request, user)
     return _remember(request, session_user(request))
