@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 import structlog
 from opentelemetry import metrics, trace
@@ -84,8 +85,12 @@ class Telemetry:
         tracer_provider: TracerProvider | None = None,
     ):
         self.enabled = export and not settings.otel_disabled
+        self.shutdown_timeout = settings.otel_shutdown_timeout
         resource = resource_for(manifest, app_version)
-        self.tracer_provider = tracer_provider or TracerProvider(resource=resource)
+        # shutdown_on_exit=False: the SDK's own exit hook would flush again, without a bound
+        self.tracer_provider = tracer_provider or TracerProvider(
+            resource=resource, shutdown_on_exit=False
+        )
         span_exporter = (
             _span_exporter(settings.otel_traces_exporter, settings.otlp_endpoint)
             if self.enabled and tracer_provider is None
@@ -101,7 +106,9 @@ class Telemetry:
         )
         if metric_exporter is not None:
             readers.append(PeriodicExportingMetricReader(metric_exporter))
-        self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        self.meter_provider = MeterProvider(
+            resource=resource, metric_readers=readers, shutdown_on_exit=False
+        )
         self.tracer = self.tracer_provider.get_tracer("guardrails", __version__)
         self.meter = self.meter_provider.get_meter("guardrails", __version__)
         self.audit_events = self.meter.create_counter(
@@ -136,8 +143,22 @@ class Telemetry:
         )
 
     def shutdown(self) -> None:
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
+        """Flush and stop, waiting at most `otel_shutdown_timeout` seconds: a collector that is
+        unreachable or never answers must not hold up a restart (the exporters' own retries
+        can take far longer). What is not sent by then is dropped, and a line says so."""
+
+        def stop() -> None:
+            self.tracer_provider.shutdown()
+            self.meter_provider.shutdown()
+
+        flushing = threading.Thread(target=stop, name="otel-shutdown", daemon=True)
+        flushing.start()
+        flushing.join(self.shutdown_timeout)
+        if flushing.is_alive():
+            structlog.get_logger("guardrails.telemetry").warning(
+                "telemetry not flushed at shutdown: the collector did not answer in time",
+                timeout_seconds=self.shutdown_timeout,
+            )
 
 
 def _add_trace_ids(_logger, _name, event_dict):
