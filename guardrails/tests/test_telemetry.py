@@ -127,7 +127,7 @@ def test_shutdown_flush_is_bounded(collector_state, manifest):
         listener.close()  # nothing listens: connection refused
     started = time.monotonic()
     try:
-        done = subprocess.run(
+        done = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
             [sys.executable, "-c", SHUTDOWN_SCRIPT, str(manifest.path), f"http://127.0.0.1:{port}"],
             capture_output=True,
             text=True,
