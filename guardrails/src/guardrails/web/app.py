@@ -402,7 +402,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             return _error_page(
                 request, 500, "Error", "Something went wrong on our side. Nothing was changed."
             )
-        return _error_page(request, exc.status, exc.title, str(exc))
+        page = _error_page(request, exc.status, exc.title, str(exc))
+        if exc.retry_after:
+            page.headers["retry-after"] = str(exc.retry_after)
+        return page
 
     @app.exception_handler(AuditError)
     async def _audit_error(request: Request, exc: AuditError) -> Response:

@@ -30,6 +30,9 @@ router = APIRouter()
 Responder = Annotated[User, Depends(require_role("responder", "admin"))]
 IncidentId = Annotated[str, Path(pattern=INCIDENT_ID)]  # refused (422) before any call
 ActionBudget = Annotated[User, Depends(limit_per_user("incident-actions", per_minute=20))]
+# Pages call the incident API too: one person reloading cannot use up the connector's
+# app-wide budget (rate_limit_per_minute in microapp.yaml) for the whole on-call team.
+ViewBudget = Annotated[User, Depends(limit_per_user("incident-views", per_minute=30))]
 
 
 def _failed(action: str, incident_id: str, exc: Exception, **metadata) -> HTTPException:
@@ -39,7 +42,21 @@ def _failed(action: str, incident_id: str, exc: Exception, **metadata) -> HTTPEx
         resource=("incident", incident_id),
         metadata={"outcome": str(exc), **metadata},
     )
-    return HTTPException(status_of(exc), f"The incident service did not {action} it: {exc}")
+    return HTTPException(
+        status_of(exc), f"The incident service did not {action} it: {exc}", headers=_retry(exc)
+    )
+
+
+def _retry(exc: Exception) -> dict[str, str] | None:
+    seconds = getattr(exc, "retry_after", None)
+    return {"Retry-After": str(seconds)} if seconds else None
+
+
+def _unreadable(exc: Exception) -> HTTPException:
+    status = status_of(exc)
+    return HTTPException(
+        status, f"The incident service could not be read: {exc}", headers=_retry(exc)
+    )
 
 
 def status_of(exc: Exception) -> int:
@@ -53,16 +70,18 @@ def status_of(exc: Exception) -> int:
 
 
 @router.get("/")
-def open_incidents(request: Request, user: Responder) -> Response:
+def open_incidents(request: Request, user: Responder, _budget: ViewBudget) -> Response:
     try:
         incidents = provider().open_incidents()
     except (ProviderError, ConnectorError) as exc:
-        raise HTTPException(502, f"The incident service could not be read: {exc}") from None
+        raise _unreadable(exc) from None
     return render(request, "incidents.html", {"incidents": incidents})
 
 
 @router.get("/incidents/{incident_id}")
-def show_incident(request: Request, incident_id: IncidentId, user: Responder) -> Response:
+def show_incident(
+    request: Request, incident_id: IncidentId, user: Responder, _budget: ViewBudget
+) -> Response:
     source = provider()
     try:
         incident = source.incident(incident_id)
@@ -70,7 +89,7 @@ def show_incident(request: Request, incident_id: IncidentId, user: Responder) ->
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from None
     except (ProviderError, ConnectorError) as exc:
-        raise HTTPException(502, f"The incident service could not be read: {exc}") from None
+        raise _unreadable(exc) from None
     return render(
         request,
         "incident.html",

@@ -95,3 +95,26 @@ def test_pages_have_no_inline_styles(live_app, responder):
         assert page.status_code == 200, path
         assert not re.search(r"<[a-z][^>]*\sstyle\s*=|<style[\s>]", page.text, re.I), path
         assert "'unsafe-inline'" not in page.headers["content-security-policy"]
+
+
+def test_one_user_cannot_use_up_the_incident_service_for_everyone(live_app, responder, demo):
+    """Page views are limited per user (429, the user's own budget, Retry-After), before the
+    connector's app-wide budget runs out for the whole on-call team (issue 16, item 6)."""
+    for _ in range(30):
+        assert responder.get(f"{live_app.url}/").status_code == 200
+    refused = responder.get(f"{live_app.url}/", headers={"accept": "text/html"})
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert "You have reached the limit of 30 per minute" in refused.text
+    admin = live_app.client()
+    login(admin, live_app, demo["admin"])
+    assert admin.get(f"{live_app.url}/").status_code == 200  # a colleague is not affected
+    admin.close()
+
+
+def test_an_exhausted_connector_says_so_with_retry_after(live_app, responder):
+    connector = live_app.runtime.connectors.get("incidents")
+    while not connector.limiter.take():  # the app-wide budget, used up by others
+        pass
+    answer = responder.get(f"{live_app.url}/", headers={"accept": "text/html"})
+    assert answer.status_code == 503 and int(answer.headers["retry-after"]) >= 1
+    assert "app-wide budget of the incidents connector" in answer.text
