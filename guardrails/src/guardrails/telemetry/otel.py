@@ -169,6 +169,17 @@ def _add_trace_ids(_logger, _name, event_dict):
     return event_dict
 
 
+class _CurrentStderr:
+    """Whatever sys.stderr is when a line is written (not when logging was configured): a
+    stream that was swapped out and closed since (a test's capture) never fails a request."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(log_format: str = "console") -> None:
     """structlog for app and guardrails logs: JSON in production, readable on a laptop."""
     renderer = (
@@ -185,6 +196,6 @@ def configure_logging(log_format: str = "console") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
         cache_logger_on_first_use=False,
     )

@@ -156,9 +156,12 @@ class SecretsGate:
     cookies signed with the previous key stay valid (itsdangerous signs with the last key).
     """
 
-    def __init__(self, app: ASGIApp, runtime: Runtime, store: SessionStore, secure: bool):
+    def __init__(
+        self, app: ASGIApp, runtime: Runtime, store: SessionStore, secure: bool, guardrails=None
+    ):
         self.app = app
         self.runtime = runtime
+        self.guardrails = guardrails
         self.store = store
         self.secure = secure
         self._sessions: ASGIApp | None = None
@@ -177,6 +180,8 @@ class SecretsGate:
             response = _secrets_unavailable(Request(scope))
             await response(scope, receive, send)
             return
+        if self.guardrails is not None and not self.guardrails.tables_ready:
+            await anyio.to_thread.run_sync(self.guardrails.ensure_tables)  # 503 while down
         if self._sessions is None or rt.session_key != self._key:
             keys = [k for k in (rt.previous_session_key, rt.session_key) if k]
             self._sessions = ServerSideSessionMiddleware(
@@ -434,12 +439,19 @@ class Guardrails:
         self.sso = SSO(runtime)
         self.session_store = SessionStore(runtime.sessionmaker, runtime.settings.session_max_age)
         self.telemetry = runtime.telemetry
+        self.tables_ready = False
         loaders = [FileSystemLoader(str(pages))] if pages else []
         env = Environment(
             loader=ChoiceLoader([*loaders, PackageLoader("guardrails", "templates")]),
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
         self.templates = Jinja2Templates(env=env, context_processors=[_common_context])
+
+    def ensure_tables(self) -> None:
+        """Create the tables once the database answers (it may be down at start-up)."""
+        if not self.tables_ready and self.runtime.engine is not None:
+            Model.metadata.create_all(self.runtime.engine)
+            self.tables_ready = True
 
 
 SESSION_PURGE_INTERVAL = 600  # seconds between two purges of expired sessions
@@ -478,8 +490,14 @@ def create_app(
     async def lifespan(_app: FastAPI):
         purging = None
         if rt.engine is not None:
-            Model.metadata.create_all(rt.engine)
-            gr.session_store.purge_expired()
+            try:
+                await anyio.to_thread.run_sync(gr.ensure_tables)
+                await anyio.to_thread.run_sync(gr.session_store.purge_expired)
+            except sa_exc.SQLAlchemyError as exc:  # start anyway: /livez 200, /readyz 503
+                log.error(
+                    "database unavailable at start-up; pages answer 503 until it is back",
+                    error=str(exc).splitlines()[0][:300],
+                )
             purging = asyncio.create_task(purge_sessions_periodically(gr.session_store))
         log.info(
             "started",
@@ -509,6 +527,7 @@ def create_app(
         runtime=rt,
         store=gr.session_store,
         secure=rt.settings.secure_cookies,
+        guardrails=gr,
     )
     app.add_middleware(RequestContextMiddleware, runtime=rt)
     _install_error_handlers(app)

@@ -8,7 +8,7 @@ minute per reason (then one line saying how many were left out).
 
 `audit_denial(...)` audits a refused request. A signed-in caller's denials are always audited;
 an anonymous caller's are audited up to ANONYMOUS_PER_MINUTE per source address and
-ANONYMOUS_TOTAL_PER_MINUTE in all, then only counted (`anonymous_denial_not_audited`), so
+ANONYMOUS_TOTAL_PER_MINUTE in all (per app), then only counted (`anonymous_denial_not_audited`), so
 anonymous traffic cannot fill the audit store.
 """
 
@@ -49,8 +49,18 @@ class _Window:
             return self.counts[key], finished
 
 
-_logged = _Window()
-_anonymous = _Window()
+_logged = _Window()  # one per process: it only thins out log lines
+
+
+def _anonymous_window() -> _Window:
+    """The anonymous-denial counts of the app running here (each app has its own)."""
+    rt = context.current_runtime()
+    window = getattr(rt, "anonymous_denials", None)
+    if window is None:
+        window = _Window()
+        if rt is not None:
+            rt.anonymous_denials = window
+    return window
 
 
 def security_event(reason: str, detail: str = "") -> None:
@@ -81,8 +91,9 @@ def audit_denial(action: str, *, result: str = "denied", **kwargs: Any) -> None:
     if info is None or info.actor is not None or kwargs.get("actor") is not None:
         audit.record(action, result=result, **kwargs)
         return
-    per_address, _ = _anonymous.hit(f"ip:{info.source_ip}")
-    total, _ = _anonymous.hit("total")
+    window = _anonymous_window()
+    per_address, _ = window.hit(f"ip:{info.source_ip}")
+    total, _ = window.hit("total")
     if per_address > ANONYMOUS_PER_MINUTE or total > ANONYMOUS_TOTAL_PER_MINUTE:
         security_event("anonymous_denial_not_audited", action)
         return
