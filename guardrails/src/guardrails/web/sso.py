@@ -254,6 +254,7 @@ class SSO:
             client_auth_methods=[self._assertion] if self._assertion else None,
         )
         self._jwks: tuple[float, KeySet] | None = None
+        self._forced_at: float | None = None  # the last fetch for an unknown key id
         self.leeway = 30  # seconds of clock skew allowed on exp / nbf of bearer tokens
         self._seen_jti: dict[str, float] = {}  # logout tokens already used (replay)
 
@@ -341,19 +342,23 @@ class SSO:
 
     # ------------------------------------------------------------------ bearer tokens (APIs)
     async def _key_set(self, force: bool = False) -> KeySet:
-        """The provider's signing keys, cached for JWKS_MAX_AGE. `force` (an unknown key id)
-        fetches them again, but never twice within JWKS_MIN_REFRESH: tokens with made-up key
-        ids cannot make the app hammer the provider."""
-        age = time.monotonic() - self._jwks[0] if self._jwks else None
-        if force and age is not None and age < JWKS_MIN_REFRESH:
-            return self._jwks[1]
-        if force or age is None or age > JWKS_MAX_AGE:
+        """The provider's signing keys, cached for JWKS_MAX_AGE. `force` (an unknown key id:
+        the provider rotated its keys) fetches them again at once, but a second forced fetch
+        waits JWKS_MIN_REFRESH: tokens with made-up key ids cannot make the app hammer the
+        provider."""
+        now = time.monotonic()
+        if force and self._jwks is not None and self._forced_at is not None:
+            if now - self._forced_at < JWKS_MIN_REFRESH:
+                return self._jwks[1]
+        if force or self._jwks is None or now - self._jwks[0] > JWKS_MAX_AGE:
             await self.metadata("jwks")
             try:
                 jwks = await self.client.fetch_jwk_set(force=True)
                 self._jwks = (time.monotonic(), KeySet.import_key_set(jwks))
             except Exception as exc:  # noqa: BLE001
                 raise self.provider_error(exc, "jwks") from None
+            if force:
+                self._forced_at = now
         return self._jwks[1]
 
     async def _decode(self, token: str, keys: KeySet, algorithms: list[str]):

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
-from app.incidents import INCIDENT_ID, NotFound, ProviderError
+from app.incidents import INCIDENT_ID, NotFound, ProviderError, Refused
 from app.provider import provider
 from guardrails import (
     ConnectorError,
@@ -61,9 +61,12 @@ def _unreadable(exc: Exception) -> HTTPException:
 
 def status_of(exc: Exception) -> int:
     """The page's status for a failed call: 404 when the incident API does not know the
-    incident, the connector's own status (403, 429, 503...) when it refused, else 502."""
+    incident, 400 when it refused the request as invalid, the connector's own status (403,
+    503...) when the guardrails refused or the service is down, else 502."""
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, Refused):
+        return 400
     if isinstance(exc, ConnectorError):
         return getattr(exc, "status", 502)
     return 502

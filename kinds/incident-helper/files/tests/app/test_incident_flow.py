@@ -46,7 +46,7 @@ def test_actions_are_audited_with_id_and_outcome_and_shown(live_app, responder, 
 
 def test_a_refused_call_is_audited_as_a_failure(live_app, responder):
     answer = post(responder, live_app, "/incidents/INC1002/escalate", target="9")
-    assert answer.status_code == 502
+    assert answer.status_code == 400  # the service refused it as invalid: the user's to change
     event = live_app.audit_events()[-1]
     assert (event["action"], event["result"]) == ("incident.escalate", "failure")
 
