@@ -347,9 +347,9 @@ class SSO:
         waits JWKS_MIN_REFRESH: tokens with made-up key ids cannot make the app hammer the
         provider."""
         now = time.monotonic()
-        if force and self._jwks is not None and self._forced_at is not None:
-            if now - self._forced_at < JWKS_MIN_REFRESH:
-                return self._jwks[1]
+        recently = self._forced_at is not None and now - self._forced_at < JWKS_MIN_REFRESH
+        if force and self._jwks is not None and recently:
+            return self._jwks[1]
         if force or self._jwks is None or now - self._jwks[0] > JWKS_MAX_AGE:
             await self.metadata("jwks")
             try:
