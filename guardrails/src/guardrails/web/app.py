@@ -290,18 +290,36 @@ def database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, sa_exc.OperationalError)
 
 
-def _database_unavailable_page(request: Request) -> Response:
-    support = request.app.state.guardrails.manifest.support_contact
-    response = _error_page(
-        request,
-        503,
-        "Temporarily unavailable",
+def _unavailable(request: Request, title: str, message: str, retry_after: int) -> Response:
+    """A 503 page (or JSON) that says when to try again."""
+    response = _error_page(request, 503, title, message)
+    response.headers["retry-after"] = str(retry_after)
+    return response
+
+
+# What a 503 says when one of the app's own dependencies is down, and when to try again.
+UNAVAILABLE = {
+    "database": (
         "This app cannot use its database right now (it is busy, locked or unreachable). "
         "Nothing was changed. Please try again in a few seconds; if it keeps happening, "
-        f"contact {support}.",
+        "contact {support}.",
+        DATABASE_RETRY_AFTER,
+    ),
+    "secrets": (
+        "This app cannot read the credentials it needs from its secrets store (Vault) right "
+        "now, so it refuses to work rather than run without them. Nothing was changed. Please "
+        "try again in a few minutes; if it keeps happening, contact {support}.",
+        30,
+    ),
+}
+
+
+def _dependency_unavailable(request: Request, dependency: str) -> Response:
+    message, retry_after = UNAVAILABLE[dependency]
+    support = request.app.state.guardrails.manifest.support_contact
+    return _unavailable(
+        request, "Temporarily unavailable", message.format(support=support), retry_after
     )
-    response.headers["retry-after"] = str(DATABASE_RETRY_AFTER)
-    return response
 
 
 def _failure_response(request: Request, exc: Exception, request_id: str) -> Response:
@@ -310,7 +328,7 @@ def _failure_response(request: Request, exc: Exception, request_id: str) -> Resp
     text/plain 500."""
     if database_unavailable(exc):
         log.error("database unavailable", error=str(exc).splitlines()[0][:300])
-        return _database_unavailable_page(request)
+        return _dependency_unavailable(request, "database")
     if isinstance(exc, ProviderError):
         return _provider_failure_page(request, exc)
     if isinstance(exc, SecretUnavailable):
@@ -326,17 +344,7 @@ def _failure_response(request: Request, exc: Exception, request_id: str) -> Resp
 
 
 def _secrets_unavailable(request: Request) -> Response:
-    support = request.app.state.guardrails.manifest.support_contact
-    response = _error_page(
-        request,
-        503,
-        "Temporarily unavailable",
-        "This app cannot read the credentials it needs from its secrets store (Vault) right "
-        "now, so it refuses to work rather than run without them. Nothing was changed. Please "
-        f"try again in a few minutes; if it keeps happening, contact {support}.",
-    )
-    response.headers["retry-after"] = "30"
-    return response
+    return _dependency_unavailable(request, "secrets")
 
 
 def _provider_failure_page(request: Request, exc: ProviderError) -> Response:
@@ -350,16 +358,14 @@ def _provider_failure_page(request: Request, exc: ProviderError) -> Response:
     except Exception:  # noqa: BLE001 - the page must still be served
         log.error("audit write failed for a provider failure")
     support = request.app.state.guardrails.manifest.support_contact
-    response = _error_page(
+    return _unavailable(
         request,
-        503,
         "Sign-in unavailable",
         f"This app cannot use its identity provider right now ({exc.reason}), so nobody "
         "can sign in. Nothing was changed. Please try again in a few minutes; if it keeps "
         f"happening, contact {support}. For the operator: {exc.check}",
+        30,
     )
-    response.headers["retry-after"] = "30"
-    return response
 
 
 TITLES = {
@@ -415,16 +421,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AuditError)
     async def _audit_error(request: Request, exc: AuditError) -> Response:
         log.error("audit write failed; action refused", error=str(exc))
-        response = _error_page(
+        return _unavailable(
             request,
-            503,
             "Action not carried out",
             "This action could not be recorded in the audit log, so it was not carried out. "
             "Nothing was changed. Please try again later; if it keeps happening, contact "
             f"{request.app.state.guardrails.manifest.support_contact}.",
+            30,
         )
-        response.headers["retry-after"] = "30"
-        return response
 
 
 class Guardrails:
