@@ -15,7 +15,6 @@ import json
 import os
 import re
 import sqlite3
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,10 +41,10 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from . import inprocess
-from .conftest import DEFAULTS, KINDS, REPO
+from .conftest import DEFAULTS, REPO
+from .kind_code import kind_code
 
 SECURITY_PAGE = REPO / "docs/security.md"
-APPROVAL_SRC = KINDS / "approval/files/src"
 HEADERS = (
     "content-security-policy",
     "x-content-type-options",
@@ -90,17 +89,10 @@ def manifest(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def build():
+def build(tmp_path_factory):
     """The approval kind's app factory (its code as every new app gets it)."""
-    sys.path.insert(0, str(APPROVAL_SRC))
-    try:
-        from app.main import build
-
-        yield build
-    finally:
-        sys.path.remove(str(APPROVAL_SRC))
-        for name in [m for m in sys.modules if m == "app" or m.startswith("app.")]:
-            del sys.modules[name]
+    with kind_code("approval", DEFAULTS, tmp_path_factory.mktemp("code")) as factory:
+        yield factory
 
 
 def start(build, folder: Path, issuer: str, manifest, **settings):

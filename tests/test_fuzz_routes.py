@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
-import sys
-from pathlib import Path
 
 import pytest
 from guardrails.core.manifest import load_manifest
@@ -21,31 +18,18 @@ from guardrails.testing import login, serve, test_settings, with_free_local_port
 from guardrails.testing.devserver import app_services, demo_users, run_idp
 
 from . import inprocess
-from .conftest import DASHBOARD, DEFAULTS, INCIDENTS, KINDS, REPO
+from .conftest import DASHBOARD, DEFAULTS, INCIDENTS
+from .kind_code import kind_code
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
 hypothesis = pytest.importorskip("hypothesis")
 
+# each kind's models are declared once per kind module load; SQLAlchemy says it replaced them
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This declarative base already contains:sqlalchemy.exc.SAWarning"
+)
 EXAMPLES = 8  # generated requests per route
 ANSWERS = {"approval": DEFAULTS, "dashboard": DASHBOARD, "incident-helper": INCIDENTS}
-
-
-@contextlib.contextmanager
-def kind_code(kind: str, folder: Path):
-    """The kind's `app` package, templated files rendered, importable until the block ends."""
-    src = folder / "src"
-    shutil.copytree(KINDS / kind / "files/src", src)
-    for template in list(src.rglob("*.jinja")):
-        source = (KINDS / kind / "files/src" / template.relative_to(src)).relative_to(REPO)
-        template.with_suffix("").write_text(inprocess.render(str(source), ANSWERS[kind]))
-        template.unlink()
-    sys.path.insert(0, str(src))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(src))
-        for name in [m for m in sys.modules if m == "app" or m.startswith("app.")]:
-            del sys.modules[name]
 
 
 def signed_in_headers(client, live, manifest) -> dict[str, str]:
@@ -86,9 +70,7 @@ def test_no_route_answers_5xx(kind, tmp_path):
     manifest = with_free_local_ports(load_manifest(manifest_file))
     failures: list[str] = []
     with contextlib.ExitStack() as stack:
-        stack.enter_context(kind_code(kind, tmp_path))
-        from app.main import build
-
+        build = stack.enter_context(kind_code(kind, ANSWERS[kind], tmp_path))
         issuer = stack.enter_context(run_idp(manifest))
         env = stack.enter_context(app_services(tmp_path / "var", manifest))
         settings = test_settings(tmp_path, issuer, environ=env)
