@@ -467,6 +467,7 @@ class SSO:
         """The signed pre-login state of this browser, checked against the callback's state."""
         raw = request.cookies.get(self._login_cookie_name())
         if not raw:
+            security_event("callback_without_state", "no pre-login state cookie")
             raise self._refused(
                 "no_login_state",
                 "no pre-login state cookie (expired, or another browser)",
