@@ -317,7 +317,7 @@ def test_anonymous_sign_in_starts_store_nothing(live):
 def test_next_is_bounded_and_stays_on_the_app(live, demo, target):  # noqa: F811
     with browser(live) as client:
         landed = login(client, live, demo["requester"], next_path=target)
-    shown = target if len(target) < 40 else f"{target[:12]}... ({len(target)} characters)"
+    shown = f"`{target}`" if len(target) < 40 else f"a path of {len(target)} characters"
     check(
         "anonymous load",
         f"sign in with next={shown}",
@@ -462,24 +462,30 @@ def _none_token(issuer: str, audience: str) -> str:
 
 @pytest.mark.parametrize(
     "kind",
-    ["signed by another key", "alg none", "an ID token", "expired", "another audience"],
+    [
+        "a token signed by another key",
+        "a token with alg none",
+        "an ID token",
+        "an expired token",
+        "a token for another audience",
+    ],
 )
 def test_bearer_tokens_that_must_be_refused(live, demo, manifest, kind):  # noqa: F811
     issuer, audience = live.runtime.sso_issuer, manifest.sso_audiences[0]
-    if kind == "signed by another key":
+    if kind == "a token signed by another key":
         token = _forged(issuer, audience, kid="forger")
-    elif kind == "alg none":
+    elif kind == "a token with alg none":
         token = _none_token(issuer, audience)
     elif kind == "an ID token":
         token = provider_id_token(issuer, manifest.sso_client_id, demo["admin"])
-    elif kind == "expired":
+    elif kind == "an expired token":
         token = local_access_token(issuer, audience, demo["admin"], lifetime=-120)
     else:
         token = local_access_token(issuer, "urn:another-app", demo["admin"])
     refused = httpx.get(f"{live.url}/api/requests", headers={"authorization": f"Bearer {token}"})
     check(
         "bearer",
-        f"a token {kind}",
+        kind,
         "401, JSON, headers",
         answer(refused).replace(", request id shown", ""),
     )
@@ -559,7 +565,7 @@ def test_xss_and_injection_are_inert(live, demo):  # noqa: F811
         }
     check(
         "XSS",
-        "a request titled <script>",
+        "a request titled `<script>alert(1)</script>`",
         "escaped",
         "escaped" if script not in page and "&lt;script&gt;" in page else "raw",
     )
