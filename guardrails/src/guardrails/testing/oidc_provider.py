@@ -22,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import select
 import shutil
 import subprocess
 import tempfile
@@ -255,7 +256,10 @@ def serve_oidc_provider(
     )
     try:
         deadline = time.monotonic() + 20
-        line = process.stdout.readline()
+        # wait for its READY line at most until the deadline: a provider that never says it
+        # listens (its port taken by another test run meanwhile) must not hang the tests
+        ready, _, _ = select.select([process.stdout], [], [], 20)
+        line = process.stdout.readline() if ready else "(no READY line within 20 s)\n"
         if not line.startswith("READY"):
             process.kill()
             process.wait()
