@@ -255,11 +255,11 @@ def serve_oidc_provider(
         text=True,
     )
     try:
+        # wait for its READY line a minute at most (node starts slowly on a busy machine): a
+        # provider that never says it listens must not hang the whole test run
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        line = process.stdout.readline() if ready else "(no READY line within 60 s)\n"
         deadline = time.monotonic() + 20
-        # wait for its READY line at most until the deadline: a provider that never says it
-        # listens (its port taken by another test run meanwhile) must not hang the tests
-        ready, _, _ = select.select([process.stdout], [], [], 20)
-        line = process.stdout.readline() if ready else "(no READY line within 20 s)\n"
         if not line.startswith("READY"):
             process.kill()
             process.wait()
