@@ -92,7 +92,9 @@ def test_post_without_csrf_token_is_refused_and_audited(guarded, demo):
         token = client.get(f"{guarded.url}/").json()["csrf"]
         refused = client.post(f"{guarded.url}/change", data={"x": "1"})
         assert refused.status_code == 403
-        assert guarded.audit_events()[-1]["action"] == "security.csrf"
+        event = guarded.audit_events()[-1]
+        assert event["action"] == "security.csrf"
+        assert event["actor"]["email"] == demo["admin"]  # a signed-in caller's: always audited
         wrong = client.post(f"{guarded.url}/change", data={"csrf_token": token + "x"})
         assert wrong.status_code == 403
         ok = client.post(f"{guarded.url}/change", data={"csrf_token": token})

@@ -219,11 +219,13 @@ async def csrf_protect(request: Request) -> None:
         sent = (await request.form()).get("csrf_token")
     if not expected or not isinstance(sent, str) or not hmac.compare_digest(expected, sent):
         security_event("csrf", f"{request.method} {request.url.path}")
+        user = session_user(request)  # this check runs before the route's sign-in check
         audit_denial(
             "security.csrf",
             result="denied",
             resource=("route", request.url.path),
             metadata={"method": request.method},
+            actor=user.as_actor() if user else None,
         )
         raise HTTPException(
             403, "This form has expired or came from another site. Reload the page and try again."
