@@ -19,7 +19,7 @@ export UV_PYTHON_DOWNLOADS := never
 WHEELHOUSE := $(CURDIR)/.wheelhouse
 
 .DEFAULT_GOAL := help
-.PHONY: help setup wheelhouse demo test test-fast lint fmt clean hashes release publish docs fleet
+.PHONY: help setup wheelhouse demo test test-fast lint fmt clean hashes release publish docs fleet security-page
 RELEASE_CHECK ?= $(MAKE) test
 
 help: ## List the commands
@@ -107,6 +107,9 @@ test: setup ## Run every test: the SDK's suite, then renders, validators, genera
 
 test-fast: setup ## Only the tests that build no app environment (no `make setup` in an app)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+security-page: setup ## Run the attack and fault suite and rewrite docs/security.md from its results
+	MICROAPP_UPDATE_SECURITY_PAGE=1 $(BIN)/python -m pytest tests/test_attacks.py -q $(PYTEST_ARGS)
 
 lint: setup ## Lint this repository's own Python
 	$(BIN)/ruff check .

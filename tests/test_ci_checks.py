@@ -271,7 +271,7 @@ def test_promotion_follows_the_risk_tier(ci_apps):
 def test_dockerfile_is_slim_non_root_and_has_a_healthcheck(ci_apps):
     text = (ci_apps["github"] / "Dockerfile").read_text()
     assert "FROM python:3.11-slim@sha256:" in text
-    assert "\nUSER 10001:10001\n" in text and "HEALTHCHECK" in text and "/healthz" in text
+    assert "\nUSER 10001:10001\n" in text and "HEALTHCHECK" in text and "/livez" in text
 
 
 # --------------------------------------------------------------------- planted violations

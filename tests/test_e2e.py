@@ -113,7 +113,7 @@ def test_approval_end_to_end(dev_server):
     assert refused.status_code == 403
     denied = audit_lines(app)[-1]
     assert denied["action"] == "approval.approve" and denied["result"] == "denied"
-    assert denied["actor"]["id"] == "requester@example.com"
+    assert denied["actor"]["email"] == "requester@example.com"
 
     queue = approver.http.get(f"{url}/").text
     assert "Team offsite" in queue and "Waiting for your decision" in queue
@@ -162,7 +162,7 @@ def test_dashboard_sign_in_and_an_audited_export(set_up):
         csv_file = exporter.http.get(f"{url}/tickets.csv", params={"status": "open"})
         assert csv_file.status_code == 200 and csv_file.text.startswith("id,opened_on,team")
     export = audit_lines(app)[-1]
-    assert (export["action"], export["actor"]["id"]) == ("data.export", "exporter@example.com")
+    assert (export["action"], export["actor"]["email"]) == ("data.export", "exporter@example.com")
     assert export["metadata"]["filter"]["status"] == "open" and export["metadata"]["rows"] > 0
     assert "hash chain intact" in run(["make", "audit-verify"], cwd=app).stdout
 

@@ -40,7 +40,8 @@ def tiny_app(runtime):
     def home(request: Request, user: User = Depends(require_user)):
         return JSONResponse(
             {
-                "user": user.id,
+                "user": user.label,
+                "id": user.id,
                 "roles": sorted(user.roles),
                 "via": user.via,
                 "csrf": request.session.get("csrf"),

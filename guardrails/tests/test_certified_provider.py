@@ -237,6 +237,12 @@ def test_bearer_api_takes_access_tokens_only(certified):
     access = op.tokens("api-caller", SECRET, "alice", callback, "openid api", API)
     ok = _bearer(live, access["access_token"])
     assert ok.status_code == 200 and ok.json()["user"] == "alice"
+    # One person, one id (issue 16, item 2): the access token carries no e-mail, the browser
+    # session does; both map to issuer#sub, so four-eyes and rate limits see the same person.
+    with browser() as http:
+        session = op.login(http, live.url, "alice").json()
+    assert session["user"] == "alice@example.com"
+    assert session["id"] == ok.json()["id"] == f"{op.issuer}#alice"
 
     id_token = op.tokens(live.runtime.manifest.sso_client_id, SECRET, "alice", callback)
     refused = _bearer(live, id_token["id_token"])

@@ -195,8 +195,10 @@ def test_rate_limit_per_connector(tmp_path, idp, manifest, vault, api):
     with bound(rt):
         for _ in range(3):
             connector("incidents").get("/incidents")
-        with pytest.raises(ConnectorRateLimited, match="more than 3 calls"):
+        with pytest.raises(ConnectorRateLimited, match="app-wide budget") as refused:
             connector("incidents").get("/incidents")
+    assert refused.value.status == 503 and 1 <= refused.value.retry_after <= 60
+    assert "3 calls a minute, shared by all its users" in str(refused.value)
     assert len(api.seen) == 3
     rt.close()
 

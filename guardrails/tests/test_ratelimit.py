@@ -54,4 +54,4 @@ def test_third_call_in_a_minute_gets_a_429_page_and_is_audited(runtime, demo):
         assert int(refused.headers["retry-after"]) >= 1
     event = live.audit_events()[-1]
     assert event["action"] == "ratelimit.exceeded" and event["result"] == "denied"
-    assert event["actor"]["id"] == demo["admin"]
+    assert event["actor"]["email"] == demo["admin"]

@@ -46,7 +46,7 @@ def test_login_event_is_audited(guarded, demo):
     with guarded.client() as client:
         login(client, guarded, demo["admin"])
     logins = [e for e in guarded.audit_events() if e["action"] == "auth.login"]
-    assert logins and logins[-1]["actor"]["id"] == demo["admin"]
+    assert logins and logins[-1]["actor"]["email"] == demo["admin"]
     assert logins[-1]["result"] == "success" and logins[-1]["source_ip"] == "127.0.0.1"
 
 
@@ -82,7 +82,7 @@ def test_missing_role_is_denied_and_audited(guarded, non_admin):
     assert "needs the admin role" in answer.text
     denied = guarded.audit_events()[-1]
     assert denied["action"] == "access.denied" and denied["result"] == "denied"
-    assert denied["actor"]["id"] == non_admin
+    assert denied["actor"]["email"] == non_admin
     assert denied["resource"] == {"type": "route", "id": "/admin-only"}
 
 
@@ -92,7 +92,9 @@ def test_post_without_csrf_token_is_refused_and_audited(guarded, demo):
         token = client.get(f"{guarded.url}/").json()["csrf"]
         refused = client.post(f"{guarded.url}/change", data={"x": "1"})
         assert refused.status_code == 403
-        assert guarded.audit_events()[-1]["action"] == "security.csrf"
+        event = guarded.audit_events()[-1]
+        assert event["action"] == "security.csrf"
+        assert event["actor"]["email"] == demo["admin"]  # a signed-in caller's: always audited
         wrong = client.post(f"{guarded.url}/change", data={"csrf_token": token + "x"})
         assert wrong.status_code == 403
         ok = client.post(f"{guarded.url}/change", data={"csrf_token": token})
@@ -274,3 +276,36 @@ def test_alg_none_is_refused(guarded, trusted_key):
 
 def test_garbage_bearer_is_refused(guarded):
     assert _call(guarded, "not-a-jwt").status_code == 401
+
+
+def test_refusals_are_counted_by_reason(guarded, demo, manifest):
+    """Issue 16, item 7: a forged bearer token, a tampered session cookie, a missing CSRF token
+    and a forged callback leave a trace: the counter microapp.security.refused, by reason."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    telemetry = guarded.runtime.telemetry
+    telemetry.security_refusals = meter.create_counter("microapp.security.refused")
+    forged = jwt.encode(
+        {"alg": "RS256", "kid": "forger"},
+        {"iss": guarded.runtime.sso_issuer, "sub": "m", "exp": int(time.time()) + 60},
+        RSAKey.generate_key(2048),
+    )
+    httpx.get(f"{guarded.url}/", headers={"authorization": f"Bearer {forged}"})
+    with guarded.client() as client:
+        login(client, guarded, demo["admin"])
+        client.post(f"{guarded.url}/change", data={"x": "1"})  # no CSRF token
+        client.get(f"{guarded.url}/login", follow_redirects=False)
+        client.get(f"{guarded.url}/auth/callback", params={"code": "x", "state": "forged"})
+        (cookie,) = [c for c in client.cookies.jar if c.name.endswith("microapp-session")]
+        client.cookies.set(cookie.name, cookie.value + "x", domain=cookie.domain)
+        client.get(f"{guarded.url}/", follow_redirects=False)
+    counted = {
+        point.attributes["reason"]: point.value
+        for metric in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+        for point in metric.data.data_points
+    }
+    for reason in ("bearer_refused", "csrf", "code_injection", "session_cookie_tampered"):
+        assert counted.get(reason, 0) >= 1, (reason, counted)

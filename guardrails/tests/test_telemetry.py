@@ -87,3 +87,55 @@ def test_a_down_collector_never_fails_a_request(tmp_path, idp, manifest, demo):
     with serve(tiny_app, build_runtime(settings, manifest)) as live, live.client() as client:
         login(client, live, demo["admin"])
         assert client.get(f"{live.url}/").status_code == 200
+
+
+SHUTDOWN_SCRIPT = """
+import sys, time
+from pathlib import Path
+from guardrails.core.manifest import load_manifest
+from guardrails.core.settings import Settings
+from guardrails.telemetry.otel import Telemetry
+
+settings = Settings(
+    otel_traces_exporter="otlp", otel_metrics_exporter="otlp", otlp_endpoint=sys.argv[2],
+    otel_shutdown_timeout=0.5,
+)
+telemetry = Telemetry(settings, load_manifest(Path(sys.argv[1])), "1.0.0")
+with telemetry.tracer.start_as_current_span("work"):
+    telemetry.security_refusals.add(1, {"reason": "test"})
+started = time.monotonic()
+telemetry.shutdown()
+print(f"{time.monotonic() - started:.2f}")
+"""
+
+
+@pytest.mark.parametrize("collector_state", ["unreachable", "hanging"])
+def test_shutdown_flush_is_bounded(collector_state, manifest):
+    """Issue 16, item 10: an unreachable or hanging collector held shutdown for 6-18 s. The
+    last flush waits at most otel_shutdown_timeout (0.5 s here), and the process then exits:
+    the SDK's own exit hook must not flush again without a bound."""
+    import socket
+    import subprocess
+    import sys
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    if collector_state == "hanging":
+        listener.listen(16)  # accepts connections, never answers
+    else:
+        listener.close()  # nothing listens: connection refused
+    started = time.monotonic()
+    try:
+        done = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+            [sys.executable, "-c", SHUTDOWN_SCRIPT, str(manifest.path), f"http://127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        listener.close()
+    whole = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) < 1.5, done.stdout
+    assert whole < 5.0, f"the process took {whole:.1f} s to start and exit"

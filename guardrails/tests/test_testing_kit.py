@@ -20,7 +20,7 @@ def page_app(runtime):
     @router.post("/things")
     def change(request: Request, user: User = Depends(require_user)):
         audit.record("thing.create", resource=("thing", 1))
-        return JSONResponse({"by": user.id})
+        return JSONResponse({"by": user.label})
 
     app.include_router(router)
     return app

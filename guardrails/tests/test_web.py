@@ -100,3 +100,30 @@ def test_sign_in_is_refused_when_it_cannot_be_audited(runtime, demo):
         assert answer.status_code == 503
         home = client.get(f"{live.url}/", follow_redirects=False)
         assert home.status_code == 303  # still signed out
+
+
+def test_an_unexpected_error_is_a_page_with_headers_and_request_id(runtime):
+    """A bug nobody handled: not a bare text/plain 500 (issue 16, item 4), but the error page
+    (JSON for API callers) with the security headers and the request id it shows."""
+
+    def broken_app(rt):
+        app = tiny_app(rt)
+
+        @app.get("/broken")
+        def broken():
+            raise RuntimeError("a bug")
+
+        return app
+
+    with serve(broken_app, runtime) as live:
+        page = httpx.get(f"{live.url}/broken", headers={"accept": "text/html"})
+        api = httpx.get(f"{live.url}/broken", headers={"x-request-id": "trace-me"})
+        live_probe = httpx.get(f"{live.url}/livez")
+        ready = httpx.get(f"{live.url}/readyz")
+    assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["x-request-id"] in page.text
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert api.status_code == 500 and api.json()["request_id"] == "trace-me"
+    assert api.headers["x-frame-options"] == "DENY"
+    assert live_probe.json() == {"status": "ok"}
+    assert ready.status_code == 200 and ready.json()["database"] == "ok"

@@ -151,7 +151,11 @@ class AuditLog:
             "event_id": str(uuid.uuid4()),
             "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
             "app_id": self.app_id,
-            "actor": {"id": who.id, "roles": sorted(who.roles)},
+            "actor": {
+                "id": who.id,
+                "roles": sorted(who.roles),
+                **({"email": who.email} if who.email else {}),
+            },
             "action": action,
             "resource": {"type": resource[0], "id": str(resource[1])} if resource else None,
             "result": result,

@@ -20,6 +20,7 @@ class ConnectorError(RuntimeError):
 
     status = 500
     title = "Error"
+    retry_after: int | None = None  # seconds, sent as Retry-After when set
 
 
 class ConnectorNotDeclared(ConnectorError):
@@ -38,8 +39,16 @@ class QueryRefused(ConnectorError):
 
 
 class ConnectorRateLimited(ConnectorError):
-    status = 429
-    title = "Too many requests"
+    """The connector's own budget (`rate_limit_per_minute`, shared by every user of the app)
+    ran out: 503 with Retry-After, since it is not the caller's doing. A single user's budget
+    is `limit_per_user` (429)."""
+
+    status = 503
+    title = "Temporarily unavailable"
+
+    def __init__(self, message: str, retry_after: int = 60):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ConnectorUnavailable(ConnectorError):
@@ -47,6 +56,7 @@ class ConnectorUnavailable(ConnectorError):
 
     status = 503
     title = "Temporarily unavailable"
+    retry_after = 30
 
 
 def refuse(name: str, what: str, message: str, **metadata: Any) -> ConnectorRefused:

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -203,10 +204,14 @@ class HttpConnector:
         extra_headers = dict(kwargs.pop("headers", None) or {})
         kwargs["follow_redirects"] = False  # a redirect could lead outside base_url
         while True:
-            if self.limiter is not None and self.limiter.take():
+            wait = self.limiter.take() if self.limiter is not None else 0
+            if wait:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, "rate limited"))
+                seconds = max(1, math.ceil(wait))
                 raise ConnectorRateLimited(
-                    f"{self.name}: more than {self.limiter.limit} calls in a minute; try again soon"
+                    f"the app-wide budget of the {self.name} connector ({self.limiter.limit} calls "
+                    f"a minute, shared by all its users) is used up; try again in {seconds} s",
+                    retry_after=seconds,
                 )
             headers = dict(extra_headers)
             propagate.inject(headers)  # W3C traceparent of this span

@@ -21,8 +21,11 @@ if TYPE_CHECKING:  # no import at run time: core.runtime imports the modules tha
 
 @dataclass(frozen=True)
 class Actor:
+    """Who acts: `id` is the stable key (issuer#sub for people); `email` is for display."""
+
     id: str
     roles: tuple[str, ...] = ()
+    email: str | None = None
 
 
 @dataclass

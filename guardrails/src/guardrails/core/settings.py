@@ -107,6 +107,7 @@ class Settings:
     otel_traces_exporter: str = "none"  # otlp | console | none
     otel_metrics_exporter: str = "none"
     otlp_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_ENDPOINT (OTLP/HTTP base URL)
+    otel_shutdown_timeout: float = 2.0  # MICROAPP_OTEL_SHUTDOWN_TIMEOUT: last flush, seconds
     log_format: str = "console"  # console | json
     ratelimit_storage_url: str | None = None  # RATELIMIT_STORAGE_URL (limits); None: memory
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -141,6 +142,9 @@ class Settings:
             otel_traces_exporter=env.get("OTEL_TRACES_EXPORTER", default_exporter).lower(),
             otel_metrics_exporter=env.get("OTEL_METRICS_EXPORTER", default_exporter).lower(),
             otlp_endpoint=(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").rstrip("/") or None,
+            otel_shutdown_timeout=float(
+                env.get("MICROAPP_OTEL_SHUTDOWN_TIMEOUT") or cls.otel_shutdown_timeout
+            ),
             log_format=env.get("MICROAPP_LOG_FORMAT", "console").lower(),
             ratelimit_storage_url=(env.get("RATELIMIT_STORAGE_URL") or "").strip() or None,
             environ=env,

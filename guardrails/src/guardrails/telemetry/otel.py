@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 import structlog
 from opentelemetry import metrics, trace
@@ -84,8 +85,12 @@ class Telemetry:
         tracer_provider: TracerProvider | None = None,
     ):
         self.enabled = export and not settings.otel_disabled
+        self.shutdown_timeout = settings.otel_shutdown_timeout
         resource = resource_for(manifest, app_version)
-        self.tracer_provider = tracer_provider or TracerProvider(resource=resource)
+        # shutdown_on_exit=False: the SDK's own exit hook would flush again, without a bound
+        self.tracer_provider = tracer_provider or TracerProvider(
+            resource=resource, shutdown_on_exit=False
+        )
         span_exporter = (
             _span_exporter(settings.otel_traces_exporter, settings.otlp_endpoint)
             if self.enabled and tracer_provider is None
@@ -101,11 +106,17 @@ class Telemetry:
         )
         if metric_exporter is not None:
             readers.append(PeriodicExportingMetricReader(metric_exporter))
-        self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        self.meter_provider = MeterProvider(
+            resource=resource, metric_readers=readers, shutdown_on_exit=False
+        )
         self.tracer = self.tracer_provider.get_tracer("guardrails", __version__)
         self.meter = self.meter_provider.get_meter("guardrails", __version__)
         self.audit_events = self.meter.create_counter(
             "microapp.audit.events", description="Audit events written, by action and result"
+        )
+        self.security_refusals = self.meter.create_counter(
+            "microapp.security.refused",
+            description="Refused attempts (forged tokens, tampered cookies, ...), by reason",
         )
         if self.enabled and not isinstance(trace.get_tracer_provider(), TracerProvider):
             trace.set_tracer_provider(self.tracer_provider)  # for libraries that use the global
@@ -124,7 +135,7 @@ class Telemetry:
             app,
             tracer_provider=self.tracer_provider,
             meter_provider=self.meter_provider,
-            excluded_urls="healthz,static/.*",
+            excluded_urls="healthz,livez,readyz,static/.*",
             # One server span per request: the ASGI "http send" / "http receive" child spans
             # (two or three per request) only repeated the server span's status code, and cost
             # a quarter of the instrumentation's time (make bench, docs/performance.md).
@@ -132,8 +143,22 @@ class Telemetry:
         )
 
     def shutdown(self) -> None:
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
+        """Flush and stop, waiting at most `otel_shutdown_timeout` seconds: a collector that is
+        unreachable or never answers must not hold up a restart (the exporters' own retries
+        can take far longer). What is not sent by then is dropped, and a line says so."""
+
+        def stop() -> None:
+            self.tracer_provider.shutdown()
+            self.meter_provider.shutdown()
+
+        flushing = threading.Thread(target=stop, name="otel-shutdown", daemon=True)
+        flushing.start()
+        flushing.join(self.shutdown_timeout)
+        if flushing.is_alive():
+            structlog.get_logger("guardrails.telemetry").warning(
+                "telemetry not flushed at shutdown: the collector did not answer in time",
+                timeout_seconds=self.shutdown_timeout,
+            )
 
 
 def _add_trace_ids(_logger, _name, event_dict):
@@ -142,6 +167,17 @@ def _add_trace_ids(_logger, _name, event_dict):
         event_dict["trace_id"] = format(ctx.trace_id, "032x")
         event_dict["span_id"] = format(ctx.span_id, "016x")
     return event_dict
+
+
+class _CurrentStderr:
+    """Whatever sys.stderr is when a line is written (not when logging was configured): a
+    stream that was swapped out and closed since (a test's capture) never fails a request."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def configure_logging(log_format: str = "console") -> None:
@@ -160,6 +196,6 @@ def configure_logging(log_format: str = "console") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
         cache_logger_on_first_use=False,
     )

@@ -83,14 +83,19 @@ def run_idp(manifest: Manifest, port: int = 0, host: str = "localhost"):
 
 
 def local_access_token(
-    issuer: str, audience: str | list[str], email: str, lifetime: int = 300
+    issuer: str,
+    audience: str | list[str],
+    email: str,
+    lifetime: int = 300,
+    without: tuple[str, ...] = (),
 ) -> str:
     """An RFC 9068 JWT access token for `email`, signed with the key of the local provider
     that runs at `issuer` (started by run_idp in this process), for API tests.
 
     The local provider issues opaque access tokens only; companies' providers issue JWT access
     tokens for an API audience (Keycloak, Entra ID, Okta, Auth0), which is what this makes:
-    `typ: at+jwt`, the user's claims, the provider's signing key and key id.
+    `typ: at+jwt`, the user's claims, the provider's signing key and key id. `without` names
+    claims to leave out, e.g. `("email",)` as in Entra ID access tokens.
     """
     import time
 
@@ -113,6 +118,8 @@ def local_access_token(
         "client_id": "api-client",
         "jti": secrets.token_urlsafe(12),
     }
+    for name in without:
+        claims.pop(name, None)
     header = {"alg": "RS256", "typ": "at+jwt", "kid": key.kid}
     return jwt.encode(header, claims, key)
 

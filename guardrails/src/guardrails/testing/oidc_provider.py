@@ -22,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import select
 import shutil
 import subprocess
 import tempfile
@@ -254,8 +255,11 @@ def serve_oidc_provider(
         text=True,
     )
     try:
+        # wait for its READY line a minute at most (node starts slowly on a busy machine): a
+        # provider that never says it listens must not hang the whole test run
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        line = process.stdout.readline() if ready else "(no READY line within 60 s)\n"
         deadline = time.monotonic() + 20
-        line = process.stdout.readline()
         if not line.startswith("READY"):
             process.kill()
             process.wait()

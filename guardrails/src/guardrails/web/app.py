@@ -26,6 +26,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, select_autoescape
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -42,6 +43,7 @@ from guardrails.core.housekeeping import Scheduler
 from guardrails.core.runtime import Runtime, build_runtime
 from guardrails.secrets.store import CORE, SecretUnavailable
 from guardrails.telemetry.otel import configure_logging
+from guardrails.web.security import audit_denial, security_event
 from guardrails.web.sessions import ServerSideSessionMiddleware, SessionStore
 from guardrails.web.sso import (
     BACKCHANNEL_LOGOUT_PATH,
@@ -53,6 +55,7 @@ from guardrails.web.sso import (
 
 log = structlog.get_logger("guardrails.web")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
+PROBES = ("/livez", "/readyz", "/healthz")  # no sign-in, no session, no secrets gate
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SECURITY_HEADERS = [
     (
@@ -114,8 +117,22 @@ class RequestContextMiddleware:
                     headers["strict-transport-security"] = "max-age=31536000"
             await send(message)
 
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send_wrapper(message)
+
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001 - every failure gets a page, headers, request id
+            if started:  # the response is under way: nothing more can be said to the client
+                log.exception("request failed after its response started")
+                raise
+            response = _failure_response(Request(scope), exc, request_id)
+            await response(scope, receive, send_wrapper)
         finally:
             context.unbind(token)
             structlog.contextvars.unbind_contextvars("request_id")
@@ -139,9 +156,12 @@ class SecretsGate:
     cookies signed with the previous key stay valid (itsdangerous signs with the last key).
     """
 
-    def __init__(self, app: ASGIApp, runtime: Runtime, store: SessionStore, secure: bool):
+    def __init__(
+        self, app: ASGIApp, runtime: Runtime, store: SessionStore, secure: bool, guardrails=None
+    ):
         self.app = app
         self.runtime = runtime
+        self.guardrails = guardrails
         self.store = store
         self.secure = secure
         self._sessions: ASGIApp | None = None
@@ -149,7 +169,7 @@ class SecretsGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path == "/healthz" or path.startswith("/static/"):
+        if scope["type"] != "http" or path in PROBES or path.startswith("/static/"):
             await self.app(scope, receive, send)
             return
         rt = self.runtime
@@ -160,6 +180,8 @@ class SecretsGate:
             response = _secrets_unavailable(Request(scope))
             await response(scope, receive, send)
             return
+        if self.guardrails is not None and not self.guardrails.tables_ready:
+            await anyio.to_thread.run_sync(self.guardrails.ensure_tables)  # 503 while down
         if self._sessions is None or rt.session_key != self._key:
             keys = [k for k in (rt.previous_session_key, rt.session_key) if k]
             self._sessions = ServerSideSessionMiddleware(
@@ -196,11 +218,14 @@ async def csrf_protect(request: Request) -> None:
     ):
         sent = (await request.form()).get("csrf_token")
     if not expected or not isinstance(sent, str) or not hmac.compare_digest(expected, sent):
-        audit.record(
+        security_event("csrf", f"{request.method} {request.url.path}")
+        user = session_user(request)  # this check runs before the route's sign-in check
+        audit_denial(
             "security.csrf",
             result="denied",
             resource=("route", request.url.path),
             metadata={"method": request.method},
+            actor=user.as_actor() if user else None,
         )
         raise HTTPException(
             403, "This form has expired or came from another site. Reload the page and try again."
@@ -232,29 +257,117 @@ def _common_context(request: Request) -> dict[str, Any]:
     }
 
 
+def _request_id(request: Request) -> str | None:
+    info = context.current_request()
+    return info.request_id if info else None
+
+
 def _error_page(request: Request, status: int, title: str, message: str) -> Response:
+    request_id = _request_id(request)
     if _wants_html(request):
-        return render(
-            request,
-            "error.html",
-            {"status": status, "title": title, "message": message},
-            status_code=status,
-        )
-    return JSONResponse({"error": title, "detail": message}, status_code=status)
+        try:
+            return render(
+                request,
+                "error.html",
+                {"status": status, "title": title, "message": message, "request_id": request_id},
+                status_code=status,
+            )
+        except Exception:  # noqa: BLE001 - the page itself failed: answer in JSON instead
+            log.exception("error page could not be rendered")
+    return JSONResponse(
+        {"error": title, "detail": message, "request_id": request_id}, status_code=status
+    )
+
+
+DATABASE_RETRY_AFTER = 10  # seconds: a locked SQLite file or a PostgreSQL fail-over
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be used right now (locked, down, pool exhausted),
+    as opposed to a bug in a query."""
+    if isinstance(exc, sa_exc.TimeoutError | sa_exc.InterfaceError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa_exc.OperationalError)
+
+
+def _unavailable(request: Request, title: str, message: str, retry_after: int) -> Response:
+    """A 503 page (or JSON) that says when to try again."""
+    response = _error_page(request, 503, title, message)
+    response.headers["retry-after"] = str(retry_after)
+    return response
+
+
+# What a 503 says when one of the app's own dependencies is down, and when to try again.
+UNAVAILABLE = {
+    "database": (
+        "This app cannot use its database right now (it is busy, locked or unreachable). "
+        "Nothing was changed. Please try again in a few seconds; if it keeps happening, "
+        "contact {support}.",
+        DATABASE_RETRY_AFTER,
+    ),
+    "secrets": (
+        "This app cannot read the credentials it needs from its secrets store (Vault) right "
+        "now, so it refuses to work rather than run without them. Nothing was changed. Please "
+        "try again in a few minutes; if it keeps happening, contact {support}.",
+        30,
+    ),
+}
+
+
+def _dependency_unavailable(request: Request, dependency: str) -> Response:
+    message, retry_after = UNAVAILABLE[dependency]
+    support = request.app.state.guardrails.manifest.support_contact
+    return _unavailable(
+        request, "Temporarily unavailable", message.format(support=support), retry_after
+    )
+
+
+def _failure_response(request: Request, exc: Exception, request_id: str) -> Response:
+    """The answer to an exception no handler took: a 503 for a dependency that failed (with
+    Retry-After), else a 500; both as a page (or JSON) with the request id, never a bare
+    text/plain 500."""
+    if database_unavailable(exc):
+        log.error("database unavailable", error=str(exc).splitlines()[0][:300])
+        return _dependency_unavailable(request, "database")
+    if isinstance(exc, ProviderError):
+        return _provider_failure_page(request, exc)
+    if isinstance(exc, SecretUnavailable):
+        return _secrets_unavailable(request)
+    log.exception("request failed", request_id=request_id)
+    return _error_page(
+        request,
+        500,
+        "Error",
+        "Something went wrong on our side. Nothing was changed. Please try again; if it keeps "
+        "happening, contact the app's support with the request id.",
+    )
 
 
 def _secrets_unavailable(request: Request) -> Response:
+    return _dependency_unavailable(request, "secrets")
+
+
+def _provider_failure_page(request: Request, exc: ProviderError) -> Response:
+    log.error("identity provider unusable", reason=exc.reason, step=exc.step, check=exc.check)
+    try:
+        audit.record(
+            "auth.login",
+            result="failure",
+            metadata={"reason": exc.reason, "step": exc.step, "check": exc.check},
+        )
+    except Exception:  # noqa: BLE001 - the page must still be served
+        log.error("audit write failed for a provider failure")
     support = request.app.state.guardrails.manifest.support_contact
-    response = _error_page(
+    return _unavailable(
         request,
-        503,
-        "Temporarily unavailable",
-        "This app cannot read the credentials it needs from its secrets store (Vault) right "
-        "now, so it refuses to work rather than run without them. Nothing was changed. Please "
-        f"try again in a few minutes; if it keeps happening, contact {support}.",
+        "Sign-in unavailable",
+        f"This app cannot use its identity provider right now ({exc.reason}), so nobody "
+        "can sign in. Nothing was changed. Please try again in a few minutes; if it keeps "
+        f"happening, contact {support}. For the operator: {exc.check}",
+        30,
     )
-    response.headers["retry-after"] = "30"
-    return response
 
 
 TITLES = {
@@ -281,26 +394,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProviderError)
     async def _provider_error(request: Request, exc: ProviderError) -> Response:
-        log.error("identity provider unusable", reason=exc.reason, step=exc.step, check=exc.check)
-        try:
-            audit.record(
-                "auth.login",
-                result="failure",
-                metadata={"reason": exc.reason, "step": exc.step, "check": exc.check},
-            )
-        except AuditError:
-            log.error("audit write failed for a provider failure")
-        support = request.app.state.guardrails.manifest.support_contact
-        response = _error_page(
-            request,
-            503,
-            "Sign-in unavailable",
-            f"This app cannot use its identity provider right now ({exc.reason}), so nobody "
-            "can sign in. Nothing was changed. Please try again in a few minutes; if it keeps "
-            f"happening, contact {support}. For the operator: {exc.check}",
-        )
-        response.headers["retry-after"] = "30"
-        return response
+        return _provider_failure_page(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -321,18 +415,21 @@ def _install_error_handlers(app: FastAPI) -> None:
             return _error_page(
                 request, 500, "Error", "Something went wrong on our side. Nothing was changed."
             )
-        return _error_page(request, exc.status, exc.title, str(exc))
+        page = _error_page(request, exc.status, exc.title, str(exc))
+        if exc.retry_after:
+            page.headers["retry-after"] = str(exc.retry_after)
+        return page
 
     @app.exception_handler(AuditError)
     async def _audit_error(request: Request, exc: AuditError) -> Response:
         log.error("audit write failed; action refused", error=str(exc))
-        return _error_page(
+        return _unavailable(
             request,
-            503,
             "Action not carried out",
             "This action could not be recorded in the audit log, so it was not carried out. "
             "Nothing was changed. Please try again later; if it keeps happening, contact "
             f"{request.app.state.guardrails.manifest.support_contact}.",
+            30,
         )
 
 
@@ -348,12 +445,19 @@ class Guardrails:
         self.sso = SSO(runtime)
         self.session_store = SessionStore(runtime.sessionmaker, runtime.settings.session_max_age)
         self.telemetry = runtime.telemetry
+        self.tables_ready = False
         loaders = [FileSystemLoader(str(pages))] if pages else []
         env = Environment(
             loader=ChoiceLoader([*loaders, PackageLoader("guardrails", "templates")]),
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
         self.templates = Jinja2Templates(env=env, context_processors=[_common_context])
+
+    def ensure_tables(self) -> None:
+        """Create the tables once the database answers (it may be down at start-up)."""
+        if not self.tables_ready and self.runtime.engine is not None:
+            Model.metadata.create_all(self.runtime.engine)
+            self.tables_ready = True
 
 
 def _ping(rt: Runtime) -> None:
@@ -372,8 +476,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         if rt.engine is not None:
-            Model.metadata.create_all(rt.engine)
-            SessionStore(rt.sessionmaker, rt.settings.session_max_age).purge_expired()
+            try:
+                await anyio.to_thread.run_sync(gr.ensure_tables)
+                await anyio.to_thread.run_sync(gr.session_store.purge_expired)
+            except sa_exc.SQLAlchemyError as exc:  # start anyway: /livez 200, /readyz 503
+                log.error(
+                    "database unavailable at start-up; pages answer 503 until it is back",
+                    error=str(exc).splitlines()[0][:300],
+                )
         housekeeping = Scheduler(rt)  # sessions purge and the app's jobs, every few minutes
         housekeeping.start()
         log.info(
@@ -403,6 +513,7 @@ def create_app(
         runtime=rt,
         store=gr.session_store,
         secure=rt.settings.secure_cookies,
+        guardrails=gr,
     )
     app.add_middleware(RequestContextMiddleware, runtime=rt)
     _install_error_handlers(app)
@@ -413,24 +524,53 @@ def create_app(
         name="guardrails-static",
     )
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, Any]:
-        # Liveness: stays 200 while secrets are unavailable (a restart would not help).
+    async def readiness() -> tuple[int, dict[str, Any]]:
         try:
             await prepare_secrets(rt)
             secrets_state = "ok"
         except SecretUnavailable:
             secrets_state = "unavailable"
+        database = "ok"
         if rt.engine is not None:
-            await anyio.to_thread.run_sync(_ping, rt)
-        return {
-            "status": "ok" if secrets_state == "ok" else "degraded",
+            try:
+                await anyio.to_thread.run_sync(_ping, rt)
+            except sa_exc.SQLAlchemyError as exc:
+                log.error("readiness: database unavailable", error=str(exc).splitlines()[0][:300])
+                database = "unavailable"
+        body = {
+            "status": "ok" if secrets_state == database == "ok" else "degraded",
             "secrets": secrets_state,
+            "database": database,
             "app_id": rt.manifest.app_id,
             "version": rt.version,
             "guardrails_version": __version__,
             "stage": rt.manifest.stage,
         }
+        return (200 if database == "ok" else 503), body
+
+    @app.get("/livez", include_in_schema=False)
+    async def livez() -> dict[str, Any]:
+        # Liveness: the process answers. No dependency is checked, so an outage of the
+        # database, Vault or the identity provider never makes the platform restart the app.
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        # Readiness: 503 while the database or the app's own secrets cannot be used, so the
+        # platform sends no traffic here until they are back.
+        status, body = await readiness()
+        if body["secrets"] != "ok":
+            status = 503
+        headers = {"retry-after": str(DATABASE_RETRY_AFTER)} if status == 503 else None
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        # The summary for people and older probes: 200 while the app can serve (secrets
+        # "degraded" included: pages answer 503 themselves), 503 when the database is down.
+        status, body = await readiness()
+        headers = {"retry-after": str(DATABASE_RETRY_AFTER)} if status == 503 else None
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.get("/signed-out", include_in_schema=False)
     def signed_out(request: Request) -> Response:

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardrails.core.db import Model
 from guardrails.core.housekeeping import schedule
+from guardrails.web.security import security_event
 
 log = structlog.get_logger("guardrails.sessions")
 PURGE_BATCH = 1000
@@ -171,7 +172,7 @@ class ServerSideSessionMiddleware:
             sid = self.signer.unsign(raw).decode("ascii")
         except (BadSignature, UnicodeDecodeError):
             scope["guardrails.session_tampered"] = True
-            log.warning("session cookie with a bad signature ignored")
+            security_event("session_cookie_tampered", "session cookie with a bad signature")
             return None, SessionData()
         data = await anyio.to_thread.run_sync(self.store.load, sid)
         if data is None:

@@ -31,18 +31,33 @@ from authlib.integrations.starlette_client import OAuth
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
 from guardrails.auditing.log import Actor, audit
 from guardrails.core.context import set_actor
+from guardrails.web.security import audit_denial, security_event
 
 MAX_SEEN_JTI = 10_000  # logout token ids remembered against replay (10 minutes, at most this many)
 log = structlog.get_logger("guardrails.sso")
 JWKS_MAX_AGE = 300  # seconds before the provider's signing keys are fetched again
+JWKS_MIN_REFRESH = 60  # seconds at least between two fetches for an unknown key id
+LOGIN_STATE_MAX_AGE = 600  # seconds a sign-in may take at the provider
+NEXT_MAX_LENGTH = 1000  # characters of the page to return to after sign-in
 BACKCHANNEL_LOGOUT_PATH = "/auth/backchannel-logout"
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+def user_key(issuer: str, sub: str) -> str:
+    """A person's one stable id: the provider's issuer and their subject, `issuer#sub`.
+
+    OpenID Connect guarantees `sub` unique and never reassigned within one issuer, and an issuer
+    has no fragment, so the `#` is unambiguous. The e-mail is not an id: it may be missing (an
+    access token without the claim), change, or be reused.
+    """
+    return f"{issuer}#{sub}"
 
 
 @dataclass(frozen=True)
@@ -53,21 +68,28 @@ class User:
     groups: tuple[str, ...]
     roles: frozenset[str]
     via: str = "session"  # session | bearer
+    issuer: str = ""
 
     @property
     def id(self) -> str:
-        """What audit events and pages show: the e-mail when there is one, else the subject."""
+        """The stable key (issuer + sub) used for ownership, four-eyes, rate limits and the
+        audit's actor.id: the same for a browser session and a bearer token of one person."""
+        return user_key(self.issuer, self.sub)
+
+    @property
+    def label(self) -> str:
+        """For display only: the e-mail when there is one, else the subject."""
         return self.email or self.sub
 
     @property
     def display_name(self) -> str:
-        return self.name or self.id
+        return self.name or self.label
 
     def has_role(self, *roles: str) -> bool:
         return bool(self.roles & set(roles))
 
     def as_actor(self) -> Actor:
-        return Actor(id=self.id, roles=tuple(sorted(self.roles)))
+        return Actor(id=self.id, roles=tuple(sorted(self.roles)), email=self.email)
 
 
 class NotAuthenticated(Exception):
@@ -89,6 +111,20 @@ class ProviderError(Exception):
         self.reason = reason
         self.check = check
         self.step = step
+
+
+def safe_next(target: str) -> str:
+    """Where to go after sign-in: a path on this app, bounded; anything else is "/"."""
+    if (
+        not isinstance(target, str)
+        or len(target) > NEXT_MAX_LENGTH
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+    ):
+        return "/"
+    return target
 
 
 def claim_at(claims: dict[str, Any], path: str) -> Any:
@@ -117,8 +153,9 @@ def _group_list(value: Any) -> tuple[str, ...]:
     return tuple(str(g) for g in value if not isinstance(g, dict | list))
 
 
-def _user(data: dict[str, Any], groups: tuple[str, ...], manifest, via: str) -> User:
+def _user(data: dict[str, Any], groups: tuple[str, ...], manifest, via: str, issuer: str) -> User:
     return User(
+        issuer=str(data.get("iss") or issuer),
         sub=str(data["sub"]),
         email=data.get("email"),
         name=data.get("name"),
@@ -128,8 +165,9 @@ def _user(data: dict[str, Any], groups: tuple[str, ...], manifest, via: str) -> 
     )
 
 
-def _claims_to_user(claims: dict[str, Any], manifest, via: str) -> User:
-    return _user(claims, _group_list(claim_at(claims, manifest.roles_claim)), manifest, via)
+def _claims_to_user(claims: dict[str, Any], manifest, via: str, issuer: str) -> User:
+    groups = _group_list(claim_at(claims, manifest.roles_claim))
+    return _user(claims, groups, manifest, via, issuer)
 
 
 def private_key(text: str) -> RSAKey | ECKey | OKPKey:
@@ -217,6 +255,7 @@ class SSO:
             client_auth_methods=[self._assertion] if self._assertion else None,
         )
         self._jwks: tuple[float, KeySet] | None = None
+        self._forced_at: float | None = None  # the last fetch for an unknown key id
         self.leeway = 30  # seconds of clock skew allowed on exp / nbf of bearer tokens
         self._seen_jti: dict[str, float] = {}  # logout tokens already used (replay)
 
@@ -304,13 +343,23 @@ class SSO:
 
     # ------------------------------------------------------------------ bearer tokens (APIs)
     async def _key_set(self, force: bool = False) -> KeySet:
-        if force or self._jwks is None or time.monotonic() - self._jwks[0] > JWKS_MAX_AGE:
+        """The provider's signing keys, cached for JWKS_MAX_AGE. `force` (an unknown key id:
+        the provider rotated its keys) fetches them again at once, but a second forced fetch
+        waits JWKS_MIN_REFRESH: tokens with made-up key ids cannot make the app hammer the
+        provider."""
+        now = time.monotonic()
+        recently = self._forced_at is not None and now - self._forced_at < JWKS_MIN_REFRESH
+        if force and self._jwks is not None and recently:
+            return self._jwks[1]
+        if force or self._jwks is None or now - self._jwks[0] > JWKS_MAX_AGE:
             await self.metadata("jwks")
             try:
                 jwks = await self.client.fetch_jwk_set(force=True)
                 self._jwks = (time.monotonic(), KeySet.import_key_set(jwks))
             except Exception as exc:  # noqa: BLE001
                 raise self.provider_error(exc, "jwks") from None
+            if force:
+                self._forced_at = now
         return self._jwks[1]
 
     async def _decode(self, token: str, keys: KeySet, algorithms: list[str]):
@@ -385,15 +434,67 @@ class SSO:
         router.add_api_route(BACKCHANNEL_LOGOUT_PATH, self.backchannel_logout, methods=["POST"])
         return router
 
+    # The pre-login state (state, nonce, PKCE verifier, where to go next) travels in a signed,
+    # short-lived cookie, not in a session row: an anonymous GET /login costs the server no
+    # storage, and the state expires with the cookie (LOGIN_STATE_MAX_AGE).
+    def _login_cookie_name(self) -> str:
+        return "__Host-microapp-login" if self.runtime.settings.secure_cookies else "microapp-login"
+
+    def _login_serializer(self) -> URLSafeTimedSerializer:
+        keys = [k for k in (self.runtime.previous_session_key, self.runtime.session_key) if k]
+        return URLSafeTimedSerializer(keys, salt="guardrails.login-state")
+
+    def _login_cookie(self, value: str, max_age: int) -> str:
+        parts = [f"{self._login_cookie_name()}={value}", "Path=/", f"Max-Age={max_age}"]
+        parts += ["HttpOnly", "SameSite=Lax"]
+        if self.runtime.settings.secure_cookies:
+            parts.append("Secure")
+        return "; ".join(parts)
+
     async def login(self, request: Request, next: str = "/") -> Response:  # noqa: A002
         await self.metadata("login")
-        request.session["next"] = (
-            next if next.startswith("/") and not next.startswith("//") else "/"
-        )
-        return await self.client.authorize_redirect(request, self.redirect_uri)
+        try:
+            rv = await self.client.create_authorization_url(self.redirect_uri)
+        except Exception as exc:  # noqa: BLE001
+            raise self.provider_error(exc, "login") from None
+        state = {k: rv[k] for k in ("state", "nonce", "code_verifier") if rv.get(k)}
+        state["next"] = safe_next(next)
+        signed = self._login_serializer().dumps(state)
+        response = RedirectResponse(rv["url"], status_code=302)
+        response.headers.append("set-cookie", self._login_cookie(signed, LOGIN_STATE_MAX_AGE))
+        return response
+
+    def _login_state(self, request: Request) -> dict[str, Any]:
+        """The signed pre-login state of this browser, checked against the callback's state."""
+        raw = request.cookies.get(self._login_cookie_name())
+        if not raw:
+            security_event("callback_without_state", "no pre-login state cookie")
+            raise self._refused(
+                "no_login_state",
+                "no pre-login state cookie (expired, or another browser)",
+                "Sign-in failed: the sign-in took too long or started in another browser. "
+                "Please try again.",
+            )
+        try:
+            data = self._login_serializer().loads(raw, max_age=LOGIN_STATE_MAX_AGE)
+        except BadSignature:
+            security_event("login_state_tampered", "the pre-login state cookie was not ours")
+            raise self._refused(
+                "bad_login_state",
+                "pre-login state cookie expired or tampered with",
+                "Sign-in failed: the sign-in took too long. Please try again.",
+            ) from None
+        if not isinstance(data, dict) or data.get("state") != request.query_params.get("state"):
+            security_event("code_injection", "the callback's state is not this browser's")
+            raise self._refused(
+                "mismatching_state",
+                "the callback's state is not the one this browser was sent with",
+                "Sign-in failed (mismatching state). Please try again.",
+            )
+        return data
 
     def _refused(self, error: str, description: str, message: str) -> HTTPException:
-        audit.record(
+        audit_denial(
             "auth.login",
             result="failure",
             metadata={"error": error, "description": description},
@@ -422,8 +523,23 @@ class SSO:
     async def callback(self, request: Request) -> Response:
         self.client.client_secret = self._client_credential()
         meta = await self.metadata("callback")
+        error = request.query_params.get("error")
         try:
-            token = await self.client.authorize_access_token(request)
+            if error:
+                raise OAuthError(error, request.query_params.get("error_description"))
+            pending = self._login_state(request)
+            token = await self.client.fetch_access_token(
+                redirect_uri=self.redirect_uri,
+                code=request.query_params.get("code"),
+                state=pending["state"],
+                code_verifier=pending.get("code_verifier"),
+            )
+            if "id_token" in token:
+                token["userinfo"] = await self.client.parse_id_token(
+                    token, nonce=pending.get("nonce")
+                )
+        except HTTPException:
+            raise
         except OAuthError as exc:
             if exc.error in ("invalid_client", "unauthorized_client"):  # the app's set-up
                 raise ProviderError(
@@ -435,10 +551,13 @@ class SSO:
                     "for the client at the provider.",
                     "callback",
                 ) from None
+            if exc.error == "invalid_grant":
+                security_event("code_injection", f"the provider refused the code: {exc.error}")
             raise self._refused(
                 exc.error, exc.description, f"Sign-in failed ({exc.error}). Please try again."
             ) from None
         except JoseError as exc:  # nonce mismatch, wrong issuer or audience, bad signature
+            security_event("id_token_refused", str(exc))
             raise self._refused(
                 "invalid_id_token",
                 str(exc),
@@ -452,8 +571,8 @@ class SSO:
                 "no_id_token", "no ID token", "Sign-in failed: the provider sent no ID token."
             )
         claims = await self._with_userinfo(claims, token, meta)
-        user = _claims_to_user(claims, self.manifest, via="session")
-        target = request.session.get("next", "/")
+        user = _claims_to_user(claims, self.manifest, via="session", issuer=self.issuer)
+        target = pending["next"]
         # Audit first: if the event cannot be written, AuditError leaves the session signed out.
         audit.record("auth.login", actor=user.as_actor(), metadata={"groups": list(user.groups)})
         request.session.clear()
@@ -461,6 +580,7 @@ class SSO:
         request.session.update(
             {
                 "user": {
+                    "iss": user.issuer,
                     "sub": user.sub,
                     "email": user.email,
                     "name": user.name,
@@ -474,7 +594,9 @@ class SSO:
                 "sid": claims.get("sid"),
             }
         )
-        return RedirectResponse(target, status_code=303)
+        response = RedirectResponse(target, status_code=303)
+        response.headers.append("set-cookie", self._login_cookie("", 0))
+        return response
 
     async def _with_userinfo(self, claims, token, meta) -> dict[str, Any]:
         """The ID token's claims, with the userinfo endpoint's merged in when configured or
@@ -508,7 +630,8 @@ class SSO:
         try:
             claims = await self._verify_logout_token(str(logout_token or ""))
         except NotAuthenticated as exc:
-            audit.record(
+            security_event("logout_token_refused", exc.reason)
+            audit_denial(
                 "auth.logout",
                 result="failure",
                 metadata={"via": "backchannel", "reason": exc.reason},
@@ -595,8 +718,9 @@ def session_user(request: Request) -> User | None:
     data = request.session.get("user") if "session" in request.scope else None
     if not data:
         return None
-    manifest = request.app.state.guardrails.manifest
-    return _user(data, _group_list(data.get("groups")), manifest, via="session")
+    gr = request.app.state.guardrails
+    groups = _group_list(data.get("groups"))
+    return _user(data, groups, gr.manifest, via="session", issuer=gr.sso.issuer)
 
 
 def _remember(request: Request, user: User | None) -> User | None:
@@ -611,8 +735,13 @@ async def current_user(request: Request) -> User | None:
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         sso: SSO = request.app.state.guardrails.sso
-        claims = await sso.verify_bearer(header[7:].strip())
-        return _remember(request, _claims_to_user(claims, sso.manifest, via="bearer"))
+        try:
+            claims = await sso.verify_bearer(header[7:].strip())
+        except NotAuthenticated as exc:
+            security_event("bearer_refused", exc.reason)
+            raise
+        user = _claims_to_user(claims, sso.manifest, via="bearer", issuer=sso.issuer)
+        return _remember(request, user)
     return _remember(request, session_user(request))
 
 

@@ -58,7 +58,7 @@ def test_request_is_approved_by_another_approver(live_app, as_user, demo):
     assert refused.status_code == 403
     denied = live_app.audit_events()[-1]
     assert (denied["action"], denied["result"]) == ("approval.approve", "denied")
-    assert denied["actor"]["id"] == demo["requester"]
+    assert denied["actor"]["email"] == demo["requester"]
 
     approved = act(approver, live_app, rid, "approve", "Enjoy")
     assert approved.status_code == 200 and "approved" in approved.text
@@ -110,7 +110,7 @@ def test_reject_needs_a_comment_and_admin_archives(live_app, as_user, demo):
     archived = act(admin, live_app, rid, "archive")
     assert archived.status_code == 200 and "archived" in archived.text
     done = [
-        (e["action"], e["actor"]["id"])
+        (e["action"], e["actor"].get("email"))
         for e in live_app.audit_events()
         if e["result"] == "success" and e["action"].startswith("approval.")
     ]
@@ -257,7 +257,7 @@ def test_only_admins_list_archived_requests(live_app, people, demo):
         assert "Old chair" not in answer.text
         event = live_app.audit_events()[-1]
         assert (event["action"], event["result"]) == ("approval.list_archived", "denied")
-        assert event["actor"]["id"] == demo[role]
+        assert event["actor"]["email"] == demo[role]
         assert people[role].get(f"{live_app.url}/").status_code == 200  # the flag only
     listed = people["admin"].get(f"{live_app.url}/", params={"archived": "1"})
     assert listed.status_code == 200 and "Old chair" in listed.text

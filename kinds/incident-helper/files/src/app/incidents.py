@@ -26,6 +26,11 @@ class NotFound(ProviderError):
     """The incident API does not know this incident (its 404), or the id cannot be one."""
 
 
+class Refused(ProviderError):
+    """The request is not valid (the API's 400, 409 or 422, or checked before the call): the
+    user's to change, not a failure of the incident service."""
+
+
 @dataclass(frozen=True)
 class Incident:
     id: str
@@ -75,6 +80,8 @@ class Provider(Protocol):
 def _json(response) -> dict[str, Any]:
     if response.status_code == 404:
         raise NotFound("The incident service does not know this incident.")
+    if response.status_code in (400, 409, 422):
+        raise Refused(f"The incident service refused the request ({response.status_code}).")
     if response.status_code >= 400:
         raise ProviderError(f"The incident service refused the request ({response.status_code}).")
     try:
@@ -250,7 +257,7 @@ class PagerDutyProvider:
 
     def escalate(self, incident_id: str, target: str, by: str) -> Incident:
         if not re.fullmatch(r"[0-9]{1,3}", target):
-            raise ProviderError("Choose an escalation level.")
+            raise Refused("Choose an escalation level.")
         return self._update(incident_id, {"escalation_level": int(target)}, by)
 
     def add_note(self, incident_id: str, text: str, by: str) -> Note:

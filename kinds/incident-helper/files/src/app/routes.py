@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
-from app.incidents import INCIDENT_ID, NotFound, ProviderError
+from app.incidents import INCIDENT_ID, NotFound, ProviderError, Refused
 from app.provider import provider
 from guardrails import (
     ConnectorError,
@@ -30,6 +30,9 @@ router = APIRouter()
 Responder = Annotated[User, Depends(require_role("responder", "admin"))]
 IncidentId = Annotated[str, Path(pattern=INCIDENT_ID)]  # refused (422) before any call
 ActionBudget = Annotated[User, Depends(limit_per_user("incident-actions", per_minute=20))]
+# Pages call the incident API too: one person reloading cannot use up the connector's
+# app-wide budget (rate_limit_per_minute in microapp.yaml) for the whole on-call team.
+ViewBudget = Annotated[User, Depends(limit_per_user("incident-views", per_minute=30))]
 
 
 def _failed(action: str, incident_id: str, exc: Exception, **metadata) -> HTTPException:
@@ -39,30 +42,49 @@ def _failed(action: str, incident_id: str, exc: Exception, **metadata) -> HTTPEx
         resource=("incident", incident_id),
         metadata={"outcome": str(exc), **metadata},
     )
-    return HTTPException(status_of(exc), f"The incident service did not {action} it: {exc}")
+    return HTTPException(
+        status_of(exc), f"The incident service did not {action} it: {exc}", headers=_retry(exc)
+    )
+
+
+def _retry(exc: Exception) -> dict[str, str] | None:
+    seconds = getattr(exc, "retry_after", None)
+    return {"Retry-After": str(seconds)} if seconds else None
+
+
+def _unreadable(exc: Exception) -> HTTPException:
+    status = status_of(exc)
+    return HTTPException(
+        status, f"The incident service could not be read: {exc}", headers=_retry(exc)
+    )
 
 
 def status_of(exc: Exception) -> int:
     """The page's status for a failed call: 404 when the incident API does not know the
-    incident, the connector's own status (403, 429, 503...) when it refused, else 502."""
+    incident, 400 when it refused the request as invalid, the connector's own status (403,
+    503...) when the guardrails refused or the service is down, else 502."""
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, Refused):
+        return 400
     if isinstance(exc, ConnectorError):
         return getattr(exc, "status", 502)
     return 502
 
 
 @router.get("/")
-def open_incidents(request: Request, user: Responder) -> Response:
+def open_incidents(request: Request, user: Responder, _budget: ViewBudget) -> Response:
     try:
         incidents = provider().open_incidents()
     except (ProviderError, ConnectorError) as exc:
-        raise HTTPException(502, f"The incident service could not be read: {exc}") from None
+        raise _unreadable(exc) from None
     return render(request, "incidents.html", {"incidents": incidents})
 
 
 @router.get("/incidents/{incident_id}")
-def show_incident(request: Request, incident_id: IncidentId, user: Responder) -> Response:
+def show_incident(
+    request: Request, incident_id: IncidentId, user: Responder, _budget: ViewBudget
+) -> Response:
     source = provider()
     try:
         incident = source.incident(incident_id)
@@ -70,7 +92,7 @@ def show_incident(request: Request, incident_id: IncidentId, user: Responder) ->
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from None
     except (ProviderError, ConnectorError) as exc:
-        raise HTTPException(502, f"The incident service could not be read: {exc}") from None
+        raise _unreadable(exc) from None
     return render(
         request,
         "incident.html",
@@ -86,7 +108,7 @@ def show_incident(request: Request, incident_id: IncidentId, user: Responder) ->
 @router.post("/incidents/{incident_id}/acknowledge")
 def acknowledge(incident_id: IncidentId, user: Responder, _budget: ActionBudget) -> Response:
     try:
-        incident = provider().acknowledge(incident_id, by=user.id)
+        incident = provider().acknowledge(incident_id, by=user.label)
     except (ProviderError, ConnectorError) as exc:
         raise _failed("acknowledge", incident_id, exc) from None
     audit.record(
@@ -107,7 +129,7 @@ def escalate(
     if not target:
         raise HTTPException(400, "Choose where to escalate the incident to.")
     try:
-        incident = provider().escalate(incident_id, target=target, by=user.id)
+        incident = provider().escalate(incident_id, target=target, by=user.label)
     except (ProviderError, ConnectorError) as exc:
         raise _failed("escalate", incident_id, exc, target=target) from None
     audit.record(
@@ -128,7 +150,7 @@ def add_note(
     if not text.strip():
         raise HTTPException(400, "Write the note first.")
     try:
-        provider().add_note(incident_id, text.strip(), by=user.id)
+        provider().add_note(incident_id, text.strip(), by=user.label)
     except (ProviderError, ConnectorError) as exc:
         raise _failed("note", incident_id, exc) from None
     audit.record(

@@ -40,13 +40,13 @@ def test_actions_are_audited_with_id_and_outcome_and_shown(live_app, responder, 
         ("incident.note", "added"),
     ]
     assert {e["resource"]["id"] for e in events} == {"INC1002"}
-    assert {e["actor"]["id"] for e in events} == {demo["responder"]}
+    assert {e["actor"]["email"] for e in events} == {demo["responder"]}
     assert shown.text.count(demo["responder"]) >= 3  # the who-did-what table
 
 
 def test_a_refused_call_is_audited_as_a_failure(live_app, responder):
     answer = post(responder, live_app, "/incidents/INC1002/escalate", target="9")
-    assert answer.status_code == 502
+    assert answer.status_code == 400  # the service refused it as invalid: the user's to change
     event = live_app.audit_events()[-1]
     assert (event["action"], event["result"]) == ("incident.escalate", "failure")
 
@@ -95,3 +95,26 @@ def test_pages_have_no_inline_styles(live_app, responder):
         assert page.status_code == 200, path
         assert not re.search(r"<[a-z][^>]*\sstyle\s*=|<style[\s>]", page.text, re.I), path
         assert "'unsafe-inline'" not in page.headers["content-security-policy"]
+
+
+def test_one_user_cannot_use_up_the_incident_service_for_everyone(live_app, responder, demo):
+    """Page views are limited per user (429, the user's own budget, Retry-After), before the
+    connector's app-wide budget runs out for the whole on-call team (issue 16, item 6)."""
+    for _ in range(29):  # the landing page after sign-in was the first of 30
+        assert responder.get(f"{live_app.url}/").status_code == 200
+    refused = responder.get(f"{live_app.url}/", headers={"accept": "text/html"})
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert "You have reached the limit of 30 per minute" in refused.text
+    admin = live_app.client()
+    login(admin, live_app, demo["admin"])
+    assert admin.get(f"{live_app.url}/").status_code == 200  # a colleague is not affected
+    admin.close()
+
+
+def test_an_exhausted_connector_says_so_with_retry_after(live_app, responder):
+    connector = live_app.runtime.connectors.get("incidents")
+    while not connector.limiter.take():  # the app-wide budget, used up by others
+        pass
+    answer = responder.get(f"{live_app.url}/", headers={"accept": "text/html"})
+    assert answer.status_code == 503 and int(answer.headers["retry-after"]) >= 1
+    assert "app-wide budget of the incidents connector" in answer.text
