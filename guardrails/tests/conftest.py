@@ -69,3 +69,15 @@ def guarded(runtime):
 @pytest.fixture
 def non_admin(demo):
     return next(email for role, email in demo.items() if role != "admin")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One throw-away PostgreSQL cluster for the whole run (skips, saying why, without one)."""
+    from guardrails.testing.postgres import PostgresCluster, PostgresUnavailable
+
+    try:
+        with PostgresCluster.start() as cluster:
+            yield cluster
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")

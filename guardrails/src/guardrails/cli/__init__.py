@@ -92,10 +92,17 @@ def cmd_manifest_schema(_args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    if args.file:
+        return _verify_audit_file(Path(args.file))
+    return _verify_audit_database(args.database)
+
+
+def _verify_audit_file(path: Path) -> int:
     from guardrails.auditing.log import verify_file
 
-    path = Path(args.file) if args.file else Settings.from_env().audit_file
     result = verify_file(path)
+    for note in result.notes:
+        print(f"{path}: note: {note}", file=sys.stderr)
     if not result.ok:
         print(f"{path}: audit chain BROKEN after {result.events} line(s):", file=sys.stderr)
         for problem in result.problems:
@@ -106,6 +113,42 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print(f"{path}: no audit events yet.")
     else:
         print(f"{path}: {result.events} event(s), hash chain intact.")
+    return 0
+
+
+def _verify_audit_database(url: str | None) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from guardrails.auditing.chain import verify_db
+    from guardrails.core import db
+    from guardrails.core.manifest import load_manifest
+
+    settings = Settings.from_env()
+    url = url or settings.database_url
+    try:
+        app_id = load_manifest(settings.manifest_path).app_id
+    except (OSError, ValueError):
+        app_id = None  # no manifest here: the head row is not compared
+    engine = db.make_engine(db.with_driver(url))
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        result = verify_db(engine, app_id)
+    except SQLAlchemyError as exc:
+        print(f"{shown}: cannot read the audit chain: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    if not result.ok:
+        print(f"{shown}: audit chain BROKEN after {result.events} event(s):", file=sys.stderr)
+        for problem in result.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        print("Keep a copy of the database and tell the CoE security team.", file=sys.stderr)
+        return 1
+    print(
+        f"{shown}: {result.events} event(s), hash chain intact, head {result.head_hash}."
+        if result.events
+        else f"{shown}: no audit events yet."
+    )
     return 0
 
 
@@ -185,8 +228,11 @@ def main(argv: list[str] | None = None) -> int:
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="action", required=True)
-    verify = audit_sub.add_parser("verify", help="verify the hash chain")
-    verify.add_argument("--file", help="audit JSONL file (default: MICROAPP_AUDIT_FILE)")
+    verify = audit_sub.add_parser(
+        "verify", help="verify the hash chain (in the database, or in an exported file)"
+    )
+    verify.add_argument("--file", help="an exported audit JSONL file (e.g. MICROAPP_AUDIT_FILE)")
+    verify.add_argument("--database", help="database URL (default: DATABASE_URL)")
     verify.set_defaults(func=cmd_audit_verify)
 
     policy = sub.add_parser("policy", help="policy-as-code checks")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from guardrails.core.manifest import Manifest, load_manifest
-from guardrails.core.runtime import Runtime, build_runtime
+from guardrails.core.runtime import Runtime, build_runtime, prepare_database
 from guardrails.core.settings import Settings
 from guardrails.testing import LiveApp, serve, test_settings, with_free_local_ports
 from guardrails.testing.devserver import app_services, demo_users, run_idp
@@ -54,7 +54,9 @@ def app_env(tmp_path: Path, app_manifest: Manifest) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def runtime(tmp_path: Path, idp: str, app_manifest: Manifest, app_env: dict[str, str]) -> Runtime:
-    return build_runtime(test_settings(tmp_path, idp, environ=app_env), app_manifest)
+    rt = build_runtime(test_settings(tmp_path, idp, environ=app_env), app_manifest)
+    prepare_database(rt)  # a throw-away database: the app's and guardrails' tables, up to date
+    return rt
 
 
 @pytest.fixture

@@ -37,8 +37,7 @@ from guardrails.auditing.log import AuditError, audit
 from guardrails.connectors.registry import ConnectorError
 from guardrails.core import context
 from guardrails.core.context import RequestInfo
-from guardrails.core.db import Model
-from guardrails.core.runtime import Runtime, build_runtime
+from guardrails.core.runtime import Runtime, build_runtime, prepare_database
 from guardrails.secrets.store import CORE, SecretUnavailable
 from guardrails.telemetry.otel import configure_logging
 from guardrails.web.sessions import ServerSideSessionMiddleware, SessionStore
@@ -128,7 +127,8 @@ async def prepare_secrets(rt: Runtime) -> None:
     if rt.ready and not rt.secrets.needs_fetch(CORE):
         return
     if await anyio.to_thread.run_sync(rt.refresh_secrets):
-        await anyio.to_thread.run_sync(Model.metadata.create_all, rt.engine)
+        await anyio.to_thread.run_sync(prepare_database, rt)
+        rt.audit_log.outbox.start()
 
 
 class SecretsGate:
@@ -371,8 +371,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         if rt.engine is not None:
-            Model.metadata.create_all(rt.engine)
+            prepare_database(rt)
             SessionStore(rt.sessionmaker, rt.settings.session_max_age).purge_expired()
+            rt.audit_log.outbox.start()
         log.info(
             "started",
             app_id=rt.manifest.app_id,

@@ -22,12 +22,12 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from guardrails.core.db import Model
+from guardrails.core.db import GuardrailsModel
 
 log = structlog.get_logger("guardrails.sessions")
 
 
-class SessionRow(Model):
+class SessionRow(GuardrailsModel):
     __tablename__ = "guardrails_session"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from app.models import ApprovalRequest, Status
 from app.retention import purge
 from guardrails import verify_audit
-from guardrails.testing import bound, login
+from guardrails.testing import audit_unwritable, bound, login
 
 
 def csrf(page: httpx.Response) -> str:
@@ -144,12 +144,11 @@ def test_retention_purge_removes_old_archived_requests(live_app, as_user, demo):
 
 def test_nothing_changes_when_the_audit_log_is_down(live_app, as_user, demo):
     requester = as_user(demo["requester"])
-    live_app.audit_file.unlink()
-    live_app.audit_file.mkdir()
-    answer = requester.post(
-        f"{live_app.url}/requests",
-        data={"title": "Unaudited", "action": "submit", "csrf_token": requester.token},
-    )
+    with audit_unwritable(live_app.runtime):  # the database refuses audit events
+        answer = requester.post(
+            f"{live_app.url}/requests",
+            data={"title": "Unaudited", "action": "submit", "csrf_token": requester.token},
+        )
     assert answer.status_code == 503
     with live_app.runtime.sessionmaker() as db:
         assert db.scalars(select(ApprovalRequest)).all() == []
