@@ -4,7 +4,10 @@ manifest check   validate microapp.yaml (schema, risk tier, expiry)
 manifest tier    print the risk tier the CoE rules give, and why
 manifest schema  print where the manifest's JSON Schema is installed
 policy check     evaluate the CoE's Rego policies (policy/*.rego) against microapp.yaml
-audit verify     prove the audit log's hash chain is intact
+audit verify     prove the audit log's hash chain is intact (database, or --file)
+db upgrade       migrate the database: guardrails' tables, then the app's (deployment Job)
+db check         fail when the app's models and its migrations/ disagree (make check)
+db revision      write the next migration of the app's models into migrations/versions/
 drift            check template-owned files and that no vendored guardrails copy remains
 dev              run the local sign-in service and the app (make dev; needs [testing])
 """
@@ -117,6 +120,7 @@ def _verify_audit_file(path: Path) -> int:
 
 
 def _verify_audit_database(url: str | None) -> int:
+    from sqlalchemy import inspect
     from sqlalchemy.exc import SQLAlchemyError
 
     from guardrails.auditing.chain import verify_db
@@ -125,6 +129,9 @@ def _verify_audit_database(url: str | None) -> int:
 
     settings = Settings.from_env()
     url = url or settings.database_url
+    if url.startswith("sqlite:///") and not Path(url[10:]).exists():
+        print(f"{url}: no database yet, so no audit events yet.")
+        return 0
     try:
         app_id = load_manifest(settings.manifest_path).app_id
     except (OSError, ValueError):
@@ -132,6 +139,9 @@ def _verify_audit_database(url: str | None) -> int:
     engine = db.make_engine(db.with_driver(url))
     shown = engine.url.render_as_string(hide_password=True)
     try:
+        if not inspect(engine).has_table("guardrails_audit_event"):
+            print(f"{shown}: no audit events yet (no audit table).")
+            return 0
         result = verify_db(engine, app_id)
     except SQLAlchemyError as exc:
         print(f"{shown}: cannot read the audit chain: {exc}", file=sys.stderr)
@@ -149,6 +159,78 @@ def _verify_audit_database(url: str | None) -> int:
         if result.events
         else f"{shown}: no audit events yet."
     )
+    return 0
+
+
+def _db_engine():
+    from guardrails.core import db
+
+    settings = Settings.from_env()
+    if settings.database_url.startswith("sqlite:///"):
+        Path(settings.database_url[10:]).parent.mkdir(parents=True, exist_ok=True)
+    return db.make_engine(db.with_driver(settings.database_url)), settings
+
+
+def _projects(settings: Settings):
+    from guardrails.core import migrate
+
+    sys.path.insert(0, "src")  # the app's package, also before it is installed
+    return [migrate.guardrails_project(), migrate.app_project(settings.migrations_path)]
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from guardrails.core import migrate
+
+    engine, settings = _db_engine()
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        projects = _projects(settings)
+        migrate.upgrade(engine, projects)
+        late = migrate.behind(engine, projects)
+    except SQLAlchemyError as exc:
+        print(f"{shown}: cannot migrate: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    if late:
+        print(f"{shown}: still behind after the upgrade: {', '.join(late)}", file=sys.stderr)
+        return 1
+    print(f"{shown}: up to date (guardrails and app migrations).")
+    return 0
+
+
+def cmd_db_check(_args: argparse.Namespace) -> int:
+    from guardrails.core import migrate
+
+    settings = Settings.from_env()
+    found = migrate.differences(_projects(settings))
+    if found:
+        print("The models and the migrations disagree:", file=sys.stderr)
+        for line in found:
+            print(f"  - {line}", file=sys.stderr)
+        print(
+            'Write a migration: make db-revision m="what changed" (then check and commit it).',
+            file=sys.stderr,
+        )
+        return 1
+    print("The models and the migrations agree.")
+    return 0
+
+
+def cmd_db_revision(args: argparse.Namespace) -> int:
+    from guardrails.core import migrate
+
+    engine, settings = _db_engine()
+    try:
+        projects = _projects(settings)
+        migrate.upgrade(engine, projects)  # compare the models with the newest schema
+        path = migrate.revision(projects[1], args.message, engine)
+    finally:
+        engine.dispose()
+    if found := path:
+        print(f"wrote {found}: read it, adjust it if needed, commit it; then make db-upgrade")
     return 0
 
 
@@ -234,6 +316,18 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--file", help="an exported audit JSONL file (e.g. MICROAPP_AUDIT_FILE)")
     verify.add_argument("--database", help="database URL (default: DATABASE_URL)")
     verify.set_defaults(func=cmd_audit_verify)
+
+    dbp = sub.add_parser("db", help="database migrations (Alembic)")
+    db_sub = dbp.add_subparsers(dest="action", required=True)
+    db_sub.add_parser(
+        "upgrade", help="migrate DATABASE_URL: guardrails' tables, then the app's"
+    ).set_defaults(func=cmd_db_upgrade)
+    db_sub.add_parser(
+        "check", help="fail when the app's models and its migrations disagree"
+    ).set_defaults(func=cmd_db_check)
+    rev = db_sub.add_parser("revision", help="write the next migration of the app's models")
+    rev.add_argument("-m", "--message", required=True, help="what changed, in a few words")
+    rev.set_defaults(func=cmd_db_revision)
 
     policy = sub.add_parser("policy", help="policy-as-code checks")
     policy_sub = policy.add_subparsers(dest="action", required=True)

@@ -22,7 +22,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from guardrails.auditing import chain
@@ -232,8 +232,27 @@ def audit_sinks(settings: Settings, telemetry: Telemetry) -> list:
 
 
 def prepare_database(rt: Runtime) -> None:
-    """Make sure the database can hold the app's data and audit chain (tables, chain head)."""
-    db.create_all(rt.engine)
+    """Make sure the database is migrated and the audit chain has its head row.
+
+    A database behind the code is refused (guardrails.core.migrate.DatabaseBehind, with the
+    command to run), except a laptop's: SQLite outside production is upgraded here. An app
+    without a `migrations/` folder (made before migrations existed) gets its missing tables
+    created, with a warning.
+    """
+    from guardrails.core import migrate
+
+    projects = [migrate.guardrails_project(), migrate.app_project(rt.settings.migrations_path)]
+    laptop = rt.engine.dialect.name == "sqlite" and rt.manifest.stage != "production"
+    migrate.ensure_current(rt.engine, projects, may_upgrade=laptop)
+    if not projects[1].heads() and db.Model.metadata.tables:
+        missing = set(db.Model.metadata.tables) - set(inspect(rt.engine).get_table_names())
+        if missing:
+            log.warning(
+                "no migrations/ folder: creating the app's missing tables (add migrations: "
+                "docs/how-to/change-a-model.md)",
+                tables=sorted(missing),
+            )
+            db.Model.metadata.create_all(rt.engine)
     chain.ensure_head(rt.engine, rt.manifest.app_id)
 
 

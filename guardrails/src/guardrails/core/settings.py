@@ -99,6 +99,7 @@ class Settings:
     audit_http_url: str | None = None  # MICROAPP_AUDIT_HTTP_URL: POST batches of events
     audit_otlp_endpoint: str | None = None  # MICROAPP_AUDIT_OTLP_ENDPOINT: OTLP/HTTP logs
     audit_checkpoint_interval: float = 60.0  # MICROAPP_AUDIT_CHECKPOINT_INTERVAL (seconds)
+    migrations_path: Path = Path("migrations")  # MICROAPP_MIGRATIONS: the app's Alembic folder
     session_key: str | None = field(default=None, repr=False)
     session_max_age: int = 8 * 3600
     sso_issuer: str | None = None  # overrides the manifest's issuer (e.g. `make dev`)
@@ -137,6 +138,7 @@ class Settings:
                 else None
             ),
             audit_fsync=_flag(env.get("MICROAPP_AUDIT_FSYNC"), True),
+            migrations_path=Path(env.get("MICROAPP_MIGRATIONS") or "migrations"),
             audit_http_url=(env.get("MICROAPP_AUDIT_HTTP_URL") or "").strip() or None,
             audit_otlp_endpoint=(env.get("MICROAPP_AUDIT_OTLP_ENDPOINT") or "").strip() or None,
             audit_checkpoint_interval=float(
