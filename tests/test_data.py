@@ -1,8 +1,8 @@
 """An app's own data on PostgreSQL, and an app generated before migrations taking the update.
 
-- The approval kind's flow tests run against a real PostgreSQL server (Debian's package,
-  started here), each test on a fresh, migrated database (MICROAPP_TEST_DATABASE_URL of the
-  test kit), as they run on SQLite in `make test`.
+- Each kind's own tests (`tests/app`) run against a real PostgreSQL server (Debian's package,
+  started here once), each test on a fresh, migrated database (MICROAPP_TEST_DATABASE_URL of
+  the test kit), as they run on SQLite in `make test`.
 - An approval app generated at the template version before migrations (1.0.0, commit
   08aeebb), holding data, takes `copier update`; `python -m guardrails db upgrade` (what
   `make db-upgrade` runs) keeps every row; then its owner adds a column the documented way and
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from copier import run_copy, run_update
 
-from .conftest import DEFAULTS, REPO, run, snapshot
+from .conftest import ANSWER_SETS, DEFAULTS, REPO, run, snapshot
 
 pytestmark = pytest.mark.slow
 BEFORE_MIGRATIONS = "08aeebb"
@@ -62,10 +62,12 @@ def postgres():
         pytest.skip(f"PostgreSQL tests skipped: {exc}")
 
 
-def test_the_approval_flows_pass_on_postgresql(tmp_path, postgres):
+@pytest.mark.parametrize("answers", ["defaults", "dashboard", "incident-helper"])
+def test_each_kinds_flows_pass_on_postgresql(tmp_path, postgres, answers):
     app = tmp_path / "app"
     template = snapshot(tmp_path / "template")
-    run_copy(str(template), app, data={**DEFAULTS}, defaults=True, unsafe=False, quiet=True)
+    data = ANSWER_SETS[answers]
+    run_copy(str(template), app, data=data, defaults=True, unsafe=False, quiet=True)
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/app"],
         cwd=app,
