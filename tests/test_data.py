@@ -53,13 +53,10 @@ def python(app: Path, code: str, **env) -> str:
 
 @pytest.fixture(scope="module")
 def postgres():
-    from guardrails.testing.postgres import PostgresCluster, PostgresUnavailable
+    from guardrails.testing.postgres import cluster_or_skip
 
-    try:
-        with PostgresCluster.start() as cluster:
-            yield cluster
-    except PostgresUnavailable as exc:
-        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    with cluster_or_skip() as cluster:
+        yield cluster
 
 
 @pytest.mark.parametrize("answers", ["defaults", "dashboard", "incident-helper"])

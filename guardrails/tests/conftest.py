@@ -74,10 +74,19 @@ def non_admin(demo):
 @pytest.fixture(scope="session")
 def postgres():
     """One throw-away PostgreSQL cluster for the whole run (skips, saying why, without one)."""
-    from guardrails.testing.postgres import PostgresCluster, PostgresUnavailable
+    from guardrails.testing.postgres import cluster_or_skip
+
+    with cluster_or_skip() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """One throw-away redis-server for the whole run (skips, saying why, without one)."""
+    from guardrails.testing.redis import RedisServer, RedisUnavailable
 
     try:
-        with PostgresCluster.start() as cluster:
-            yield cluster
-    except PostgresUnavailable as exc:
-        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+        with RedisServer.start() as server:
+            yield server.url
+    except RedisUnavailable as exc:
+        pytest.skip(f"Redis tests skipped: {exc}")

@@ -57,17 +57,6 @@ def test_third_call_in_a_minute_gets_a_429_page_and_is_audited(runtime, demo):
     assert event["actor"]["id"] == demo["admin"]
 
 
-@pytest.fixture(scope="module")
-def redis_url():
-    from guardrails.testing.redis import RedisServer, RedisUnavailable
-
-    try:
-        with RedisServer.start() as server:
-            yield server.url
-    except RedisUnavailable as exc:
-        pytest.skip(f"Redis tests skipped: {exc}")
-
-
 def _take_in_another_process(url, answer):
     answer.put([RateLimiter(3, storage_url=url, namespace="shared").take("u") for _ in range(2)])
 

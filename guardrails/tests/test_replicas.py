@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import text
 
 from guardrails.auditing import chain
@@ -61,17 +60,6 @@ class Receiver:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    from guardrails.testing.redis import RedisServer, RedisUnavailable
-
-    try:
-        with RedisServer.start() as server:
-            yield server.url
-    except RedisUnavailable as exc:
-        pytest.skip(f"Redis is needed for the replica test: {exc}")
 
 
 class Replica:

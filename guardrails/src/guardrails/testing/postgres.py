@@ -148,3 +148,15 @@ class PostgresCluster:
                 cluster._run("pg_ctl", "-D", str(folder / "data"), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def cluster_or_skip():
+    """A cluster for a pytest fixture; the test is skipped, saying why, when none can start."""
+    import pytest
+
+    try:
+        with PostgresCluster.start() as cluster:
+            yield cluster
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")

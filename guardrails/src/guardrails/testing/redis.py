@@ -23,12 +23,6 @@ class RedisUnavailable(RuntimeError):
     """No redis-server binary here."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class RedisServer:
     port: int
@@ -50,7 +44,9 @@ class RedisServer:
                 "to run these tests"
             )
         folder = Path(tempfile.mkdtemp(prefix="microapp-redis-"))
-        port = _free_port()
+        from guardrails.testing import free_port
+
+        port = free_port()
         args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(folder)]  # fmt: skip
         process = subprocess.Popen(  # noqa: S603
