@@ -179,7 +179,8 @@ def test_owner_files_are_protected_and_template_files_are_not(rendered):
     spec = pathspec.PathSpec.from_lines("gitignore", copier_config()["_skip_if_exists"])
     for app in rendered.values():
         for rel in files(app):
-            owner = rel.startswith(("src/app/", "tests/app/")) or rel == "app.mk"
+            owner = rel.startswith(("src/app/", "tests/app/", "migrations/versions/"))
+            owner = owner or rel == "app.mk"
             assert spec.match_file(rel) == owner, rel
 
 
