@@ -163,11 +163,16 @@ def _verify_audit_database(url: str | None) -> int:
 
 
 def _db_engine():
+    """The app's database engine, its URL read as the app reads it: the `database-url` secret
+    (Vault in production), or DATABASE_URL on a laptop; without a manifest, DATABASE_URL."""
     from guardrails.core import db
+    from guardrails.core.runtime import build_runtime
 
     settings = Settings.from_env()
-    if settings.database_url.startswith("sqlite:///"):
-        Path(settings.database_url[10:]).parent.mkdir(parents=True, exist_ok=True)
+    if settings.manifest_path.exists():
+        rt = build_runtime(settings, export_telemetry=False)
+        if rt.engine is not None:
+            return rt.engine, settings
     return db.make_engine(db.with_driver(settings.database_url)), settings
 
 
@@ -182,8 +187,13 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from guardrails.core import migrate
+    from guardrails.core.settings import ConfigError
 
-    engine, settings = _db_engine()
+    try:
+        engine, settings = _db_engine()
+    except ConfigError as exc:
+        print(f"Cannot migrate: {exc}", file=sys.stderr)
+        return 2
     shown = engine.url.render_as_string(hide_password=True)
     try:
         projects = _projects(settings)

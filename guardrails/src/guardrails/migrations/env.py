@@ -3,11 +3,9 @@ the version table come from the Config's attributes (see guardrails.core.migrate
 
 from alembic import context
 
-config = context.config
-project = config.attributes["project"]
-
 
 def include_object(obj, name, type_, reflected, compare_to):
+    project = context.config.attributes["project"]
     """Compare only this project's tables: guardrails' own, or the app's (never the other's)."""
     if type_ == "table" and reflected and compare_to is None:
         return project.owns(name)
@@ -15,6 +13,8 @@ def include_object(obj, name, type_, reflected, compare_to):
 
 
 def run() -> None:
+    config = context.config
+    project = config.attributes["project"]
     context.configure(
         connection=config.attributes["connection"],
         target_metadata=project.metadata,
@@ -27,4 +27,9 @@ def run() -> None:
         context.run_migrations()
 
 
-run()
+try:
+    context.config  # noqa: B018 - set only while Alembic runs this script
+except AttributeError:  # imported on its own (the SDK's import checks): nothing to migrate
+    pass
+else:
+    run()
