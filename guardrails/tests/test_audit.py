@@ -39,12 +39,12 @@ def url(request, tmp_path):
     return fresh_url(request.param, tmp_path, request)
 
 
-def make_log(url: str, path=None) -> AuditLog:
+def make_log(url: str, path=None, sinks=()) -> AuditLog:
     engine = db.make_engine(db.with_driver(url))
     db.create_all(engine)
     chain.ensure_head(engine, APP)
     sessions = db.make_sessionmaker(engine)
-    sinks = [JsonlFileSink(path, fsync=False)] if path else []
+    sinks = [*([JsonlFileSink(path, fsync=False)] if path else []), *sinks]
     return AuditLog(app_id=APP, sessions=sessions, outbox=Outbox(APP, sessions, sinks))
 
 
@@ -314,3 +314,44 @@ def test_no_intent_no_call(tmp_path):
 def test_verify_command_on_an_empty_log(tmp_path, capsys):
     assert main(["audit", "verify", "--file", str(tmp_path / "none.jsonl")]) == 0
     assert "no audit events yet" in capsys.readouterr().out
+
+
+def test_the_otlp_sink_sends_each_event_as_a_log_record(tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from guardrails.auditing.outbox import OtlpLogSink
+    from guardrails.testing import free_port
+
+    received = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((self.path, self.headers["content-type"], json.loads(body)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_port}"
+        sink = OtlpLogSink(endpoint, {"service.name": APP})
+        log = make_log(f"sqlite:///{tmp_path / 'a.db'}", sinks=[sink])
+        event = log.record("approval.approve", resource=("request", 7))
+        assert log.outbox.flush(timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    path, content_type, payload = received[0]
+    assert path == "/v1/logs" and content_type == "application/json"
+    resource_logs = payload["resourceLogs"][0]
+    assert resource_logs["resource"]["attributes"][0]["value"]["stringValue"] == APP
+    record = resource_logs["scopeLogs"][0]["logRecords"][0]
+    assert json.loads(record["body"]["stringValue"]) == event
+    attributes = {a["key"]: a["value"] for a in record["attributes"]}
+    assert attributes["event.id"] == {"stringValue": event["event_id"]}
+    assert attributes["audit.seq"] == {"intValue": "1"}
