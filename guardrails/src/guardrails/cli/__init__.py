@@ -95,9 +95,15 @@ def cmd_manifest_schema(_args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """--file: that file; --database: that database; neither: the app's database, then the
+    audit file it exports to (MICROAPP_AUDIT_FILE), if there is one."""
     if args.file:
         return _verify_audit_file(Path(args.file))
-    return _verify_audit_database(args.database)
+    status = _verify_audit_database(args.database)
+    exported = Settings.from_env().audit_file
+    if not args.database and exported is not None and exported.exists():
+        status = max(status, _verify_audit_file(exported))
+    return status
 
 
 def _verify_audit_file(path: Path) -> int:
