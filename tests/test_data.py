@@ -127,11 +127,11 @@ with runtime() as rt:
 def test_an_app_from_before_migrations_keeps_its_data_and_takes_a_new_column(tmp_path):
     tpl = tmp_path / "template"
     run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(tpl)], cwd=REPO)
-    git(tpl, "tag", "-a", "v9.0.0", BEFORE_MIGRATIONS, "-m", "before migrations")
+    git(tpl, "tag", "-f", "-a", "v9.0.0", BEFORE_MIGRATIONS, "-m", "before migrations")
     git(tpl, "rm", "-rq", "--ignore-unmatch", ".")
     snapshot(tpl)
     commit_all(tpl, "with migrations")
-    git(tpl, "tag", "-a", "v9.1.0", "-m", "with migrations")
+    git(tpl, "tag", "-f", "-a", "v9.1.0", "-m", "with migrations")
 
     app = tmp_path / "app"
     run_copy(str(tpl), app, data={**DEFAULTS}, defaults=True, unsafe=False, vcs_ref="v9.0.0",

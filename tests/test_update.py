@@ -46,14 +46,14 @@ def versions(tmp_path_factory) -> Path:
     tpl = tmp_path_factory.mktemp("template") / "microapp-templates"
     progress("cloning the template's history and tagging v0.2.0, v1.0.0, v1.0.1")
     run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(tpl)], cwd=REPO)
-    git(tpl, "tag", "-a", "v0.2.0", VENDORED, "-m", "Release 0.2.0 (vendored guardrails)")
+    git(tpl, "tag", "-f", "-a", "v0.2.0", VENDORED, "-m", "Release 0.2.0 (vendored guardrails)")
     snapshot_working_tree(tpl)
     commit_all(tpl, "Release 1.0.0")
-    git(tpl, "tag", "-a", "v1.0.0", "-m", "Release 1.0.0")
+    git(tpl, "tag", "-f", "-a", "v1.0.0", "-m", "Release 1.0.0")
     runbook = tpl / "templates/RUNBOOK.md.jinja"
     runbook.write_text(runbook.read_text() + "\nChecked by the CoE in release 1.0.1.\n")
     commit_all(tpl, "Release 1.0.1")
-    git(tpl, "tag", "-a", "v1.0.1", "-m", "Release 1.0.1")
+    git(tpl, "tag", "-f", "-a", "v1.0.1", "-m", "Release 1.0.1")
     return tpl
 
 
@@ -148,6 +148,34 @@ def test_update_from_the_vendored_layout_to_the_package(versions, tmp_path, pack
     assert not list(app.rglob("*.rej"))
     answers = yaml.safe_load((app / ".copier-answers.yml").read_text())
     assert answers["_commit"] == "v1.0.1"
+
+    # What docs/how-to/update-an-app.md asks of the owner once the audit trail is in the
+    # database: a test that broke the audit file must make the database refuse events instead.
+    flow = app / "tests/app/test_approval_flow.py"
+    old = (
+        "    live_app.audit_file.unlink()\n    live_app.audit_file.mkdir()\n"
+        "    answer = requester.post(\n"
+        '        f"{live_app.url}/requests",\n'
+        '        data={"title": "Unaudited", "action": "submit", "csrf_token": requester.token},\n'
+        "    )\n"
+    )
+    new = (
+        "    with audit_unwritable(live_app.runtime):\n"
+        "        answer = requester.post(\n"
+        '            f"{live_app.url}/requests",\n'
+        "            data={"
+        '"title": "Unaudited", "action": "submit", "csrf_token": requester.token},\n'
+        "        )\n"
+    )
+    text = flow.read_text().replace(old, new)
+    flow.write_text(
+        text.replace(
+            "from guardrails.testing import ",
+            "from guardrails.testing import audit_unwritable, ",
+            1,
+        )
+    )
+    assert "with audit_unwritable(live_app.runtime):" in flow.read_text()
 
     progress("make setup, check and test in the updated app")
     setup_app(app, package_index)
