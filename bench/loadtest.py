@@ -276,9 +276,13 @@ def summary_ms(seconds: list[float]) -> dict:
 
 # ---------------------------------------------------------------------- audit, isolated
 def audit_isolated(work: Path, samples: int) -> dict:
-    """`JsonlChainSink.append` and `AuditLog.record` timed alone (no load, no web server)."""
+    """`AuditLog.record` timed alone (no load, no web server): each event committed on its own
+    in a SQLite database, then delivered to the JSONL file with fsync on and off."""
     import structlog
-    from guardrails.auditing.log import AuditLog, JsonlChainSink
+    from guardrails.auditing import chain
+    from guardrails.auditing.log import AuditLog
+    from guardrails.auditing.outbox import JsonlFileSink, Outbox
+    from guardrails.core import db
 
     structlog.configure(
         processors=[
@@ -289,36 +293,27 @@ def audit_isolated(work: Path, samples: int) -> dict:
     )
     out = {}
     for fsync in (True, False):
-        path = work / f"audit-isolated-{fsync}.jsonl"
-        sink = JsonlChainSink(path, fsync=fsync)
-        event = {
-            "event_id": "x" * 36,
-            "timestamp": "2026-01-01T00:00:00.000Z",
-            "app_id": "bench",
-            "actor": {"id": "requester@example.com", "roles": ["requester"]},
-            "action": "bench.action",
-            "resource": {"type": "thing", "id": "1"},
-            "result": "success",
-            "request_id": "r" * 32,
-            "trace_id": None,
-            "source_ip": HOST,
-            "metadata": {"note": 5},
-        }
+        engine = db.make_engine(f"sqlite:///{work / f'audit-isolated-{fsync}.db'}")
+        db.create_all(engine)
+        chain.ensure_head(engine, "bench")
+        sessions = db.make_sessionmaker(engine)
+        sink = JsonlFileSink(work / f"audit-isolated-{fsync}.jsonl", fsync=fsync)
+        bare = AuditLog(app_id="bench", sessions=sessions, outbox=Outbox("bench", sessions, []))
+        log = AuditLog(app_id="bench", sessions=sessions, outbox=Outbox("bench", sessions, [sink]))
         for _ in range(20):
-            sink.append(event)
-        appends = []
+            log.record("bench.action", resource=("thing", 1), metadata={"note": 5})
+        appends, records = [], []
         for _ in range(samples):
             started = time.perf_counter()
-            sink.append(event)
+            bare.record("bench.action", resource=("thing", 1), metadata={"note": 5})
             appends.append(time.perf_counter() - started)
-        log = AuditLog(app_id="bench", sinks=[sink])
-        records = []
         for _ in range(samples):
             started = time.perf_counter()
             log.record("bench.action", resource=("thing", 1), metadata={"note": 5})
             records.append(time.perf_counter() - started)
         key = "fsync" if fsync else "no_fsync"
         out[key] = {"append": summary_ms(appends), "record": summary_ms(records)}
+        engine.dispose()
     return out
 
 

@@ -892,6 +892,8 @@ def rows_for(result: dict) -> list[tuple]:
     load = result.get("load")
     if load:
         rows += load_rows(load)
+    if result.get("audit"):
+        rows += audit_rows(result["audit"])
     tests = result.get("tests")
     if tests and "wall_seconds" not in tests:  # make test-fast and make test
         for target, entry in tests.items():
@@ -1026,7 +1028,10 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-PHASES = ("copy", "update", "cli", "app", "load")
+from audit import bench_audit  # noqa: E402 - bench/ is on sys.path when run as a script
+from audit import rows as audit_rows  # noqa: E402
+
+PHASES = ("copy", "update", "cli", "app", "load", "audit")
 SETTINGS = (
     "runs",
     "cli_runs",
@@ -1092,6 +1097,9 @@ def main() -> int:
                 result["cli"] = bench_cli(apps.ready(load_kind), load_kind, args.cli_runs)
             if "load" in phases:
                 result["load"] = bench_load(args, tmp, apps, load_kind)
+        if "audit" in phases:
+            log("audit: append p50/p99 at 1 and 8 users, SQLite and PostgreSQL (bench/audit.py)")
+            result["audit"] = bench_audit()
         if args.tests:
             result["tests"] = bench_tests(tmp)
     finally:

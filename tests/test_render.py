@@ -183,7 +183,9 @@ def test_owner_files_are_protected_and_template_files_are_not(rendered):
     spec = pathspec.PathSpec.from_lines("gitignore", copier_config()["_skip_if_exists"])
     for app in rendered.values():
         for rel in files(app):
-            owner = rel.startswith(("src/app/", "tests/app/", "deploy/values-")) or rel in {
+            owner = rel.startswith(
+                ("src/app/", "tests/app/", "deploy/values-", "migrations/versions/")
+            ) or rel in {
                 "app.mk",
                 "microapp.yaml",
                 "catalog-info.yaml",

@@ -139,6 +139,34 @@ def test_update_from_the_vendored_layout_to_the_package(versions, tmp_path, pack
     answers = yaml.safe_load((app / ".copier-answers.yml").read_text())
     assert answers["_commit"] == f"v{PATCH}"
 
+    # What docs/how-to/update-an-app.md asks of the owner once the audit trail is in the
+    # database: a test that broke the audit file must make the database refuse events instead.
+    flow = app / "tests/app/test_approval_flow.py"
+    old = (
+        "    live_app.audit_file.unlink()\n    live_app.audit_file.mkdir()\n"
+        "    answer = requester.post(\n"
+        '        f"{live_app.url}/requests",\n'
+        '        data={"title": "Unaudited", "action": "submit", "csrf_token": requester.token},\n'
+        "    )\n"
+    )
+    new = (
+        "    with audit_unwritable(live_app.runtime):\n"
+        "        answer = requester.post(\n"
+        '            f"{live_app.url}/requests",\n'
+        "            data={"
+        '"title": "Unaudited", "action": "submit", "csrf_token": requester.token},\n'
+        "        )\n"
+    )
+    text = flow.read_text().replace(old, new)
+    flow.write_text(
+        text.replace(
+            "from guardrails.testing import ",
+            "from guardrails.testing import audit_unwritable, ",
+            1,
+        )
+    )
+    assert "with audit_unwritable(live_app.runtime):" in flow.read_text()
+
     progress("make setup, check and test in the updated app")
     setup_app(app, package_index)
     run(["make", "check"], cwd=app)

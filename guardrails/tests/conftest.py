@@ -70,3 +70,24 @@ def guarded(runtime):
 @pytest.fixture
 def non_admin(demo):
     return next(email for role, email in demo.items() if role != "admin")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One throw-away PostgreSQL cluster for the whole run (skips, saying why, without one)."""
+    from guardrails.testing.postgres import cluster_or_skip
+
+    with cluster_or_skip() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """One throw-away redis-server for the whole run (skips, saying why, without one)."""
+    from guardrails.testing.redis import RedisServer, RedisUnavailable
+
+    try:
+        with RedisServer.start() as server:
+            yield server.url
+    except RedisUnavailable as exc:
+        pytest.skip(f"Redis tests skipped: {exc}")

@@ -18,7 +18,7 @@ from guardrails.connectors.registry import (
     ConnectorUnavailable,
     spec_problems,
 )
-from guardrails.core.runtime import bound, build_runtime
+from guardrails.core.runtime import bound, build_runtime, prepare_database
 from guardrails.core.settings import VaultSettings
 from guardrails.testing import audit_events, free_port, test_settings
 from guardrails.testing.oauth import OAuthServer
@@ -60,6 +60,7 @@ def runtime_for(tmp_path, idp, manifest, vault, api, **overrides):
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     rt = build_runtime(settings, dataclasses.replace(manifest, raw=raw), tracer_provider=provider)
+    prepare_database(rt)
     rt.extras["spans"] = exporter
     return rt
 

@@ -22,9 +22,9 @@ from guardrails.connectors.registry import (
     QueryRefused,
 )
 from guardrails.connectors.sql import check_sql
-from guardrails.core.runtime import bound, build_runtime
+from guardrails.core.runtime import bound, build_runtime, prepare_database
 from guardrails.testing import audit_events, test_settings
-from guardrails.testing.postgres import PostgresCluster, PostgresUnavailable
+from guardrails.testing.postgres import PostgresUnavailable
 
 STAFF = [
     (1, "Jane Doe", "jane.doe@example.com", 85000, "123-45-6789"),
@@ -32,15 +32,6 @@ STAFF = [
     (3, "Li Wei", "li.wei@example.com", 91000, "555-12-3456"),
 ]
 MASKING = {"email": "email", "salary": "redact", "ssn": "partial", "name": "none"}
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    try:
-        with PostgresCluster.start() as cluster:
-            yield cluster
-    except PostgresUnavailable as exc:
-        pytest.skip(f"PostgreSQL tests skipped: {exc}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -99,6 +90,7 @@ def rt(tmp_path, idp, manifest, hr_url):
         dataclasses.replace(manifest, raw=raw),
         tracer_provider=provider,
     )
+    prepare_database(runtime)
     runtime.extras["spans"] = exporter
     with bound(runtime):
         yield runtime

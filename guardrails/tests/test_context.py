@@ -7,13 +7,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from guardrails import audit, create_app, runtime
 from guardrails.core import context
 from guardrails.core.context import Actor, RequestInfo
-from guardrails.core.runtime import bound, build_runtime
+from guardrails.core.runtime import bound, build_runtime, prepare_database
 from guardrails.core.settings import VaultSettings
 from guardrails.testing import serve, test_settings
 
 
 def test_bound_makes_the_runtime_current_and_unbinds(tmp_path, idp, manifest):
     rt = build_runtime(test_settings(tmp_path, idp), manifest)
+    prepare_database(rt)
     assert context.current_runtime() is None
     with bound(rt):
         assert context.current_runtime() is rt and context.current_request() is None

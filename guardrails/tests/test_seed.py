@@ -5,7 +5,7 @@ import random
 
 from sqlalchemy import func, select
 
-from guardrails import verify_audit
+from guardrails.auditing import chain
 from guardrails.testing.seed import seed
 from tests.seed_example import SeedExampleItem
 
@@ -18,10 +18,13 @@ def test_seed_inserts_rows_and_their_events_and_continues_after_existing_ids(run
         assert db.scalar(select(func.count()).select_from(SeedExampleItem)) == 7_005
         assert db.scalar(select(func.max(SeedExampleItem.id))) == 7_005
         owners = set(db.scalars(select(SeedExampleItem.owner).distinct()))
-    assert {u for u in owners if not u.startswith("user")} <= {
+    issuer, subjects = runtime.sso_issuer, {u.rsplit("#", 1)[1] for u in owners}
+    assert all(u.startswith(f"{issuer}#") for u in owners)  # ids as sign-in makes them
+    assert {s for s in subjects if not s.startswith("user")} <= {
         f"{role}@example.com" for role in runtime.manifest.roles
     }
-    result = verify_audit(runtime.settings.audit_file)
-    assert result.ok and result.events == 7_005
-    last = runtime.settings.audit_file.read_text().splitlines()[-1]
-    assert '"resource":{"id":"7005","type":"item"}' in last and '"action":"item.create"' in last
+    check = chain.verify_db(runtime.engine, runtime.manifest.app_id)
+    assert check.ok and check.events == 7_005
+    with runtime.sessionmaker() as db:
+        (last,) = chain.trail(db, ("item", 7005), limit=1)
+    assert last["action"] == "item.create" and last["seq"] == 7_005

@@ -1,13 +1,15 @@
 """App-wide behaviour: headers, health, errors, stages."""
 
 import dataclasses
+import json
 
 import httpx
 import pytest
 
+from guardrails import verify_audit
 from guardrails.core.runtime import build_runtime
 from guardrails.core.settings import ConfigError, Settings
-from guardrails.testing import login, serve
+from guardrails.testing import audit_unwritable, login, serve
 
 from .conftest import tiny_app
 
@@ -48,11 +50,30 @@ def test_action_is_refused_when_audit_cannot_be_written(runtime, demo):
     with serve(tiny_app, runtime) as live, live.client() as client:
         login(client, live, demo["admin"])
         token = client.get(f"{live.url}/").json()["csrf"]
+        with audit_unwritable(runtime):
+            answer = client.post(f"{live.url}/change", data={"csrf_token": token})
+        assert answer.status_code == 503
+        assert "could not be recorded in the audit log" in answer.text
+        # space freed: the next action works, without a restart
+        assert client.post(f"{live.url}/change", data={"csrf_token": token}).status_code == 200
+    assert [e["action"] for e in live.audit_events()] == ["auth.login", "thing.change"]
+
+
+def test_actions_go_on_while_the_audit_file_cannot_be_written(runtime, demo):
+    with serve(tiny_app, runtime) as live, live.client() as client:
+        login(client, live, demo["admin"])
+        token = client.get(f"{live.url}/").json()["csrf"]
         live.audit_file.unlink()
-        live.audit_file.mkdir()  # a directory where the log was: every append now fails
+        live.audit_file.mkdir()  # a directory where the file was: every write to it fails
         answer = client.post(f"{live.url}/change", data={"csrf_token": token})
-    assert answer.status_code == 503
-    assert "could not be recorded in the audit log" in answer.text
+        assert answer.status_code == 200  # the event is in the database; the file catches up
+        state = runtime.audit_log.outbox.state["file"]
+        assert state.failures >= 1 and state.backlog == 1
+        live.audit_file.rmdir()
+        assert runtime.audit_log.outbox.flush(timeout=5)
+    lines = live.audit_file.read_text().splitlines()
+    assert [json.loads(line)["action"] for line in lines] == ["auth.login", "thing.change"]
+    assert verify_audit(live.audit_file).ok
 
 
 def test_production_refuses_laptop_fallbacks(tmp_path, manifest):
@@ -93,13 +114,14 @@ def test_settings_come_from_the_environment():
 
 def test_sign_in_is_refused_when_it_cannot_be_audited(runtime, demo):
     with serve(tiny_app, runtime) as live, live.client() as client:
-        live.audit_file.parent.mkdir(parents=True, exist_ok=True)
-        live.audit_file.mkdir()  # the log cannot be written
         form = client.get(f"{live.url}/login")
-        answer = client.post(str(form.url), data={"sub": demo["admin"]})
+        with audit_unwritable(runtime):  # the audit chain cannot be written
+            answer = client.post(str(form.url), data={"sub": demo["admin"]})
         assert answer.status_code == 503
         home = client.get(f"{live.url}/", follow_redirects=False)
         assert home.status_code == 303  # still signed out
+        login(client, live, demo["admin"])  # space freed: sign-in works again, no restart
+        assert client.get(f"{live.url}/", follow_redirects=False).status_code == 200
 
 
 def test_an_unexpected_error_is_a_page_with_headers_and_request_id(runtime):

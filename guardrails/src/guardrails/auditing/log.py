@@ -2,136 +2,127 @@
 
 `audit.record("approval.approve", resource=("request", 42))` writes an event (schema in
 docs/reference/audit-event.md) with the actor, request id, trace id and source address taken
-from the current request. Each JSONL line carries the hash of the previous one, so
-`python -m guardrails audit verify` detects an edited, inserted or removed line.
+from the current request. Events are rows of the app's database, chained by hash
+(guardrails.auditing.chain); the outbox (guardrails.auditing.outbox) delivers them to the
+JSONL file, an HTTP endpoint or a SIEM. `python -m guardrails audit verify` checks the chain
+in the database or in an exported file.
+
+Where an event is written:
+- a success event recorded inside an explicit transaction of the app's database
+  (`with db.begin(): ...`, or `session=`) is written in that transaction: the change and its
+  event commit together or not at all;
+- a refusal or failure recorded inside one is written on its own right after that transaction
+  ends (it says what was refused, whatever happens to the transaction);
+- anywhere else, the event is committed on its own at once.
 
 Fail closed: when the event cannot be written, `record` raises AuditError, the caller's
-database transaction rolls back and the user gets a 503 - the action is never done silently.
+transaction rolls back and the user gets a 503 - the action is never done silently.
+`audit.external(...)` wraps a call to another system: the intent is committed before the call,
+the outcome (success or failure) after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import fcntl
-import hashlib
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from opentelemetry import trace
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, SessionTransactionOrigin, sessionmaker
 
+from guardrails.auditing import chain
+from guardrails.auditing.canonical import GENESIS, canonical, event_hash
+from guardrails.auditing.outbox import JsonlFileSink, Outbox
+from guardrails.core import context
 from guardrails.core.context import Actor, RequestInfo, current_request, current_runtime
 
-GENESIS = "0" * 64
-RESULTS = ("success", "denied", "failure")
+__all__ = [
+    "GENESIS",
+    "RESULTS",
+    "Actor",
+    "AuditError",
+    "AuditLog",
+    "JsonlFileSink",
+    "audit",
+    "canonical",
+    "event_hash",
+    "verify_file",
+]
+RESULTS = ("success", "denied", "failure", "intent")
 log = structlog.get_logger("guardrails.auditing")
+_WROTE = "guardrails.audit.wrote"  # session.info: events appended in the open transaction
+_LATER = "guardrails.audit.later"  # session.info: refusals to write once it ends
 
 
 class AuditError(RuntimeError):
     """An audit event could not be written; the action it describes must not happen."""
 
 
-def canonical(event: dict[str, Any]) -> str:
-    """The exact text that is hashed and written: sorted keys, no spaces, UTF-8."""
-    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def event_hash(event: dict[str, Any]) -> str:
-    body = {k: v for k, v in event.items() if k != "hash"}
-    return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
-
-
-class Sink(Protocol):
-    def append(self, event: dict[str, Any]) -> dict[str, Any]: ...
-
-
-class JsonlChainSink:
-    """Append-only JSONL file; each line's prev_hash is the previous line's hash.
-
-    An exclusive lock spans reading the last hash and appending, so several worker processes
-    can share one file without breaking the chain.
-    """
-
-    def __init__(self, path: Path, fsync: bool = True):
-        self.path = Path(path)
-        self.fsync = fsync
-
-    def _last_hash(self, fd: int, size: int) -> str:
-        if size == 0:
-            return GENESIS
-        block = 4096
-        while True:
-            start = max(0, size - block)
-            tail = os.pread(fd, size - start, start)
-            lines = tail.rstrip(b"\n").split(b"\n")
-            if len(lines) > 1 or start == 0:
-                return json.loads(lines[-1])["hash"]
-            block *= 4
-
-    def _open(self) -> int:
-        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
-        try:
-            return os.open(self.path, flags, 0o640)
-        except FileNotFoundError:  # the folder is made on the first event (or if removed)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(self.path, flags, 0o640)
-
-    def _append_locked(self, link: Callable[[str], tuple[bytes, Any]]) -> Any:
-        """Under an exclusive lock: read the last hash, append `link(last hash)`'s bytes,
-        fsync; returns link's second value. Any failure is an AuditError."""
-        # Plain descriptor calls, no buffered file object: 7 system calls per event instead of
-        # 19, and each one is a point where a busy web app's thread may wait for the GIL.
-        try:
-            fd = self._open()
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # released by close(), after the fsync
-                data, result = link(self._last_hash(fd, os.fstat(fd).st_size))
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-        except (OSError, ValueError, KeyError) as exc:
-            raise AuditError(f"cannot append to audit log {self.path}: {exc}") from exc
-        return result
-
-    def append(self, event: dict[str, Any]) -> dict[str, Any]:
-        def link(prev: str) -> tuple[bytes, dict[str, Any]]:
-            chained = {**event, "prev_hash": prev}
-            chained["hash"] = event_hash(chained)
-            return canonical(chained).encode("utf-8") + b"\n", chained
-
-        return self._append_locked(link)
-
-    def extend(self, events: list[dict[str, Any]]) -> None:
-        """Append many events as one stretch of the chain, under one lock and one fsync (bulk
-        loads such as the test kit's seeding; the web app appends one event at a time)."""
-
-        def link(prev: str) -> tuple[bytes, None]:
-            lines = []
-            for event in events:
-                chained = {**event, "prev_hash": prev}
-                chained["hash"] = prev = event_hash(chained)
-                lines.append(canonical(chained).encode("utf-8") + b"\n")
-            return b"".join(lines), None
-
-        self._append_locked(link)
-
-
 @dataclass
 class AuditLog:
+    """The audit log of one app: events go into `sessions`' database, then to the outbox."""
+
     app_id: str
-    sinks: list[Sink] = field(default_factory=list)
+    sessions: sessionmaker[Session]
+    outbox: Outbox | None = None
     observers: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
 
-    def record(
+    def __post_init__(self) -> None:
+        sa_event.listen(self.sessions, "after_transaction_create", self._began)
+        sa_event.listen(self.sessions, "after_commit", self._committed)
+        sa_event.listen(self.sessions, "after_transaction_end", self._ended)
+
+    # --- following the app's transactions
+    def _began(self, session: Session, transaction) -> None:
+        if transaction.parent is None and transaction.origin is SessionTransactionOrigin.BEGIN:
+            context.push_transaction(self, session)
+
+    def _committed(self, session: Session) -> None:
+        written = session.info.pop(_WROTE, None)
+        if not written:
+            return
+        for event in written:
+            for observe in self.observers:
+                observe(event)
+        if self.outbox is not None:
+            self.outbox.committed()
+
+    def _ended(self, session: Session, transaction) -> None:
+        if transaction.parent is not None:
+            return
+        context.pop_transaction(session)
+        session.info.pop(_WROTE, None)  # rolled back: those events are gone with the change
+        for event in session.info.pop(_LATER, []):
+            try:
+                self._write_alone(event)
+            except AuditError as exc:
+                log.error("a refusal could not be audited", action=event["action"], error=str(exc))
+
+    # --- writing
+    def _append(self, session: Session, event: dict[str, Any]) -> dict[str, Any]:
+        try:
+            chained = chain.append(session, self.app_id, event)
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot write the audit event to the database: {exc}") from exc
+        session.info.setdefault(_WROTE, []).append(chained)
+        return chained
+
+    def _write_alone(self, event: dict[str, Any]) -> dict[str, Any]:
+        try:
+            with self.sessions() as session, session.begin():
+                return self._append(session, event)
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot write the audit event to the database: {exc}") from exc
+
+    def event(
         self,
         action: str,
         *,
@@ -140,14 +131,14 @@ class AuditLog:
         actor: Actor | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Write one event to every sink; raise AuditError if any sink fails."""
+        """The event as recorded, before it is chained (no seq, prev_hash, hash yet)."""
         if result not in RESULTS:
             raise ValueError(f"result must be one of {RESULTS}, not {result!r}")
         info = current_request() or RequestInfo()
         who = actor or info.actor or Actor(id="anonymous")
         span = trace.get_current_span().get_span_context()
         now = dt.datetime.now(dt.UTC)
-        event: dict[str, Any] = {
+        return {
             "event_id": str(uuid.uuid4()),
             "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
             "app_id": self.app_id,
@@ -164,24 +155,87 @@ class AuditLog:
             "source_ip": info.source_ip,
             "metadata": metadata or {},
         }
-        written = event
-        for sink in self.sinks:
-            written = sink.append(event)
-        for observe in self.observers:
-            observe(written)
-        log.info("audit", action=action, result=result, actor=who.id, event_id=event["event_id"])
+
+    def record(
+        self,
+        action: str,
+        *,
+        resource: tuple[str, Any] | None = None,
+        result: str = "success",
+        actor: Actor | None = None,
+        metadata: dict[str, Any] | None = None,
+        session: Session | None = None,
+        alone: bool = False,
+    ) -> dict[str, Any]:
+        """Write one event (see the module's docstring for where); raise AuditError if it
+        cannot be written. `session`: write it in that session's transaction; `alone`: commit
+        it on its own now, whatever transaction is open."""
+        event = self.event(action, resource=resource, result=result, actor=actor, metadata=metadata)
+        if session is None and not alone:
+            session = context.active_transaction(self)
+            if session is not None and result not in ("success", "intent"):
+                session.info.setdefault(_LATER, []).append(event)
+                log.info("audit", action=action, result=result, event_id=event["event_id"])
+                return event
+        written = self._write_alone(event) if session is None else self._append(session, event)
+        log.info("audit", action=action, result=result, event_id=event["event_id"])
         return written
+
+    @contextlib.contextmanager
+    def external(
+        self,
+        action: str,
+        *,
+        resource: tuple[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Around a call to another system: commit the intent, run the block, then record its
+        outcome - success with the metadata the block added to the dict it gets, or failure
+        with the error (re-raised). No intent, no call: an AuditError stops it before.
+
+            with audit.external("incident.acknowledge", resource=("incident", id)) as out:
+                out["status"] = provider().acknowledge(id).status
+
+        If the outcome cannot be recorded, the call still happened: the intent stays on
+        record, the error is logged, and the block's result is kept.
+        """
+        self.record(action, resource=resource, result="intent", metadata=metadata, alone=True)
+        outcome = dict(metadata or {})
+        try:
+            yield outcome
+        except Exception as exc:
+            self._outcome(action, resource, "failure", {**outcome, "error": str(exc)[:500]})
+            raise
+        self._outcome(action, resource, "success", outcome)
+
+    def _outcome(self, action: str, resource, result: str, metadata: dict[str, Any]) -> None:
+        try:
+            self.record(action, resource=resource, result=result, metadata=metadata, alone=True)
+        except AuditError as exc:
+            log.error(
+                "the outcome of an external call could not be audited (its intent is recorded)",
+                action=action,
+                result=result,
+                error=str(exc),
+            )
 
 
 class _AuditFacade:
     """`guardrails.audit`: records through the audit log of the app running here (the Runtime
     bound in guardrails.core.context by the web app, `runtime()` or `bound()`)."""
 
-    def record(self, action: str, **kwargs: Any) -> dict[str, Any]:
+    @staticmethod
+    def _log() -> AuditLog:
         rt = current_runtime()
         if rt is None:
             raise AuditError("no audit log is bound: call guardrails.create_app() or runtime()")
-        return rt.audit_log.record(action, **kwargs)
+        return rt.audit_log
+
+    def record(self, action: str, **kwargs: Any) -> dict[str, Any]:
+        return self._log().record(action, **kwargs)
+
+    def external(self, action: str, **kwargs: Any):
+        return self._log().external(action, **kwargs)
 
 
 audit = _AuditFacade()
@@ -192,6 +246,7 @@ audit = _AuditFacade()
 class VerifyResult:
     events: int
     problems: list[str]
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -205,25 +260,37 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 def verify_lines(lines: Iterable[tuple[int, bytes]]) -> VerifyResult:
     """Check every line's hash and its link to the line before."""
-    prev, count, problems = GENESIS, 0, []
+    prev, count, problems, notes = GENESIS, 0, [], []
     for number, raw in lines:
         count += 1
         try:
             event = json.loads(raw)
         except ValueError:
+            if not raw.endswith(b"\n"):  # the last line, torn by a crash or a full disk
+                count -= 1
+                notes.append(
+                    f"line {number}: a partial last record (a write was interrupted); the app "
+                    "cuts it off and writes that event again from the database"
+                )
+                break
             problems.append(f"line {number}: not valid JSON")
             break
-        if event.get("prev_hash") != prev:
+        if "seq" in event and event["seq"] != count:
+            problems.append(
+                f"line {number}: event {event['seq']} where event {count} belongs "
+                "(a line was removed, inserted or reordered)"
+            )
+        elif event.get("prev_hash") != prev:
             problems.append(
                 f"line {number}: prev_hash does not match line {number - 1} "
                 "(a line was removed, inserted or reordered)"
             )
-        if event_hash(event) != event.get("hash"):
+        elif event_hash(event) != event.get("hash"):
             problems.append(f"line {number}: content does not match its hash (line was edited)")
         if problems:
             break
         prev = event["hash"]
-    return VerifyResult(events=count, problems=problems)
+    return VerifyResult(events=count, problems=problems, notes=notes)
 
 
 def verify_file(path: Path | str) -> VerifyResult:

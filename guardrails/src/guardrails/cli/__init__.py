@@ -5,10 +5,13 @@ manifest tier    print the risk tier the CoE rules give, and why
 manifest schema  print where the manifest's JSON Schema is installed
 manifest migrate bring microapp.yaml to the current schema (text edits; safe to run again)
 policy check     evaluate the CoE's Rego policies (policy/*.rego) against microapp.yaml
-audit verify     prove the audit log's hash chain is intact
 lifecycle renew  extend lifecycle.expires (at most MAX_EXPIRY_DAYS from today); make renew
 report           the promotion report from report/ (make report)
 catalog          write catalog-info.yaml (Backstage) from microapp.yaml; --check: in sync?
+audit verify     prove the audit log's hash chain is intact (database, or --file)
+db upgrade       migrate the database: guardrails' tables, then the app's (deployment Job)
+db check         fail when the app's models and its migrations/ disagree (make check)
+db revision      write the next migration of the app's models into migrations/versions/
 drift            check template-owned files and that no vendored guardrails copy remains
 deploy values    the Helm chart's values derived from microapp.yaml (make chart-values)
 deploy gate      may the app be deployed today? warns before expiry, refuses after it
@@ -196,10 +199,23 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """--file: that file; --database: that database; neither: the app's database, then the
+    audit file it exports to (MICROAPP_AUDIT_FILE), if there is one."""
+    if args.file:
+        return _verify_audit_file(Path(args.file))
+    status = _verify_audit_database(args.database)
+    exported = Settings.from_env().audit_file
+    if not args.database and exported is not None and exported.exists():
+        status = max(status, _verify_audit_file(exported))
+    return status
+
+
+def _verify_audit_file(path: Path) -> int:
     from guardrails.auditing.log import verify_file
 
-    path = Path(args.file) if args.file else Settings.from_env().audit_file
     result = verify_file(path)
+    for note in result.notes:
+        print(f"{path}: note: {note}", file=sys.stderr)
     if not result.ok:
         print(f"{path}: audit chain BROKEN after {result.events} line(s):", file=sys.stderr)
         for problem in result.problems:
@@ -210,6 +226,131 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print(f"{path}: no audit events yet.")
     else:
         print(f"{path}: {result.events} event(s), hash chain intact.")
+    return 0
+
+
+def _verify_audit_database(url: str | None) -> int:
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from guardrails.auditing.chain import verify_db
+    from guardrails.core import db
+    from guardrails.core.manifest import load_manifest
+
+    settings = Settings.from_env()
+    url = url or settings.database_url
+    if url.startswith("sqlite:///") and not Path(url[10:]).exists():
+        print(f"{url}: no database yet, so no audit events yet.")
+        return 0
+    try:
+        app_id = load_manifest(settings.manifest_path).app_id
+    except (OSError, ValueError):
+        app_id = None  # no manifest here: the head row is not compared
+    engine = db.make_engine(db.with_driver(url))
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        if not inspect(engine).has_table("guardrails_audit_event"):
+            print(f"{shown}: no audit events yet (no audit table).")
+            return 0
+        result = verify_db(engine, app_id)
+    except SQLAlchemyError as exc:
+        print(f"{shown}: cannot read the audit chain: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    if not result.ok:
+        print(f"{shown}: audit chain BROKEN after {result.events} event(s):", file=sys.stderr)
+        for problem in result.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        print("Keep a copy of the database and tell the CoE security team.", file=sys.stderr)
+        return 1
+    print(
+        f"{shown}: {result.events} event(s), hash chain intact, head {result.head_hash}."
+        if result.events
+        else f"{shown}: no audit events yet."
+    )
+    return 0
+
+
+def _db_engine():
+    """The app's database engine, its URL read as the app reads it: the `database-url` secret
+    (Vault in production), or DATABASE_URL on a laptop; without a manifest, DATABASE_URL."""
+    from guardrails.core import db
+    from guardrails.core.runtime import build_runtime
+
+    settings = Settings.from_env()
+    if settings.manifest_path.exists():
+        rt = build_runtime(settings, export_telemetry=False)
+        if rt.engine is not None:
+            return rt.engine, settings
+    return db.make_engine(db.with_driver(settings.database_url)), settings
+
+
+def _projects(settings: Settings):
+    from guardrails.core import migrate
+
+    sys.path.insert(0, "src")  # the app's package, also before it is installed
+    return [migrate.guardrails_project(), migrate.app_project(settings.migrations_path)]
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from guardrails.core import migrate
+    from guardrails.core.settings import ConfigError
+
+    try:
+        engine, settings = _db_engine()
+    except ConfigError as exc:
+        print(f"Cannot migrate: {exc}", file=sys.stderr)
+        return 2
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        projects = _projects(settings)
+        migrate.upgrade(engine, projects)
+        late = migrate.behind(engine, projects)
+    except SQLAlchemyError as exc:
+        print(f"{shown}: cannot migrate: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    if late:
+        print(f"{shown}: still behind after the upgrade: {', '.join(late)}", file=sys.stderr)
+        return 1
+    print(f"{shown}: up to date (guardrails and app migrations).")
+    return 0
+
+
+def cmd_db_check(_args: argparse.Namespace) -> int:
+    from guardrails.core import migrate
+
+    settings = Settings.from_env()
+    found = migrate.differences(_projects(settings))
+    if found:
+        print("The models and the migrations disagree:", file=sys.stderr)
+        for line in found:
+            print(f"  - {line}", file=sys.stderr)
+        print(
+            'Write a migration: make db-revision m="what changed" (then check and commit it).',
+            file=sys.stderr,
+        )
+        return 1
+    print("The models and the migrations agree.")
+    return 0
+
+
+def cmd_db_revision(args: argparse.Namespace) -> int:
+    from guardrails.core import migrate
+
+    engine, settings = _db_engine()
+    try:
+        projects = _projects(settings)
+        migrate.upgrade(engine, projects)  # compare the models with the newest schema
+        path = migrate.revision(projects[1], args.message, engine)
+    finally:
+        engine.dispose()
+    if found := path:
+        print(f"wrote {found}: read it, adjust it if needed, commit it; then make db-upgrade")
     return 0
 
 
@@ -393,9 +534,24 @@ def main(argv: list[str] | None = None) -> int:
 
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="action", required=True)
-    verify = audit_sub.add_parser("verify", help="verify the hash chain")
-    verify.add_argument("--file", help="audit JSONL file (default: MICROAPP_AUDIT_FILE)")
+    verify = audit_sub.add_parser(
+        "verify", help="verify the hash chain (in the database, or in an exported file)"
+    )
+    verify.add_argument("--file", help="an exported audit JSONL file (e.g. MICROAPP_AUDIT_FILE)")
+    verify.add_argument("--database", help="database URL (default: DATABASE_URL)")
     verify.set_defaults(func=cmd_audit_verify)
+
+    dbp = sub.add_parser("db", help="database migrations (Alembic)")
+    db_sub = dbp.add_subparsers(dest="action", required=True)
+    db_sub.add_parser(
+        "upgrade", help="migrate DATABASE_URL: guardrails' tables, then the app's"
+    ).set_defaults(func=cmd_db_upgrade)
+    db_sub.add_parser(
+        "check", help="fail when the app's models and its migrations disagree"
+    ).set_defaults(func=cmd_db_check)
+    rev = db_sub.add_parser("revision", help="write the next migration of the app's models")
+    rev.add_argument("-m", "--message", required=True, help="what changed, in a few words")
+    rev.set_defaults(func=cmd_db_revision)
 
     policy = sub.add_parser("policy", help="policy-as-code checks")
     policy_sub = policy.add_subparsers(dest="action", required=True)

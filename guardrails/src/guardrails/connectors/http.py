@@ -38,7 +38,7 @@ from guardrails.connectors.errors import (
     ConnectorUnavailable,
     refuse,
 )
-from guardrails.core.ratelimit import RateLimiter
+from guardrails.core.ratelimit import RateLimiter, RateLimitUnavailable
 
 log = structlog.get_logger("guardrails.http_connector")
 SAFE = {"GET", "HEAD", "OPTIONS"}
@@ -115,6 +115,14 @@ class TokenSource:
 class HttpConnector:
     """One declared `type: http` connector."""
 
+    def _limited(self) -> float:
+        try:
+            return self.limiter.take()
+        except RateLimitUnavailable as exc:
+            raise ConnectorUnavailable(
+                f"{self.name}: its rate limit cannot be checked ({exc}); try again soon"
+            ) from exc
+
     def __init__(self, spec: dict[str, Any], registry):
         self.name = spec["name"]
         self.registry = registry
@@ -129,6 +137,7 @@ class HttpConnector:
                 int(limit),
                 storage_url=registry.ratelimit_storage_url,
                 namespace=f"{registry.manifest.app_id}:connector:{self.name}",
+                fail_open=registry.manifest.limits_fail_open,
             )
             if limit
             else None
@@ -204,7 +213,7 @@ class HttpConnector:
         extra_headers = dict(kwargs.pop("headers", None) or {})
         kwargs["follow_redirects"] = False  # a redirect could lead outside base_url
         while True:
-            wait = self.limiter.take() if self.limiter is not None else 0
+            wait = self._limited() if self.limiter is not None else 0
             if wait:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, "rate limited"))
                 seconds = max(1, math.ceil(wait))

@@ -7,6 +7,10 @@ connector's masking decision and the sign-in bookkeeping all read it from here.
 
 The web app binds it once per request (`bind(runtime, info)`); commands and tests bind it once
 for a block (`guardrails.core.runtime.bound(rt)`, which `runtime()` uses).
+
+A second variable holds the database transactions opened explicitly (`with db.begin():`) in
+this context, innermost last: `audit.record` writes a success event inside the innermost one of
+its app, so the event commits with the change (guardrails.auditing.log).
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ _current: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
     "guardrails_context", default=None
 )
 _NOTHING = Context()
+# The explicit transactions open here: (owner, session) pairs, innermost last.
+_transactions: contextvars.ContextVar[tuple[tuple[object, object], ...]] = contextvars.ContextVar(
+    "guardrails_transactions", default=()
+)
 
 
 def current() -> Context:
@@ -89,3 +97,23 @@ def set_actor(actor: Actor) -> None:
     info = current().request
     if info is not None:
         info.actor = actor
+
+
+def push_transaction(owner: object, session: object) -> None:
+    """`session` began an explicit transaction, watched by `owner` (an audit log)."""
+    _transactions.set((*_transactions.get(), (owner, session)))
+
+
+def pop_transaction(session: object) -> None:
+    """`session`'s transaction ended (a no-op in a context that never saw it begin)."""
+    current_ = _transactions.get()
+    if any(s is session for _o, s in current_):
+        _transactions.set(tuple(p for p in current_ if p[1] is not session))
+
+
+def active_transaction(owner: object) -> object | None:
+    """The innermost explicit transaction's session watched by `owner`, if any."""
+    for watcher, session in reversed(_transactions.get()):
+        if watcher is owner:
+            return session
+    return None

@@ -1,8 +1,15 @@
 """Database: one SQLAlchemy 2 engine per app, SQLite by default, DATABASE_URL switches.
 
 App models subclass `Model`; `guardrails.db_session` (guardrails.web.deps) is the FastAPI
-dependency that yields a Session.
-Tables are created at start-up (`create_all`), which suits a micro app's small schema.
+dependency that yields a Session. Guardrails' own tables (sessions, the audit chain and its
+delivery cursors) subclass `GuardrailsModel`, whose metadata is separate, so that the owner's
+migrations (`migrations/`, Alembic) never see them and guardrails migrates them on its own
+(guardrails.core.migrate).
+
+Every engine pings a pooled connection before use (`pool_pre_ping`), so that after a database
+restart the next request gets a fresh connection instead of an error: the app recovers without
+a restart. A database that cannot be reached raises `sqlalchemy.exc.OperationalError` (a
+`DBAPIError`), which the web app maps to a 503 page.
 """
 
 from __future__ import annotations
@@ -15,7 +22,18 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
 class Model(DeclarativeBase):
-    """Base class of every table in the app (guardrails' own tables included)."""
+    """Base class of every table of the app's own data (the owner's models)."""
+
+
+class GuardrailsModel(DeclarativeBase):
+    """Base class of guardrails' own tables (template-owned; migrated by guardrails)."""
+
+
+def create_all(engine: Engine) -> None:
+    """Create every missing table, guardrails' and the app's (tests and throw-away databases;
+    real databases are migrated: `python -m guardrails db upgrade`)."""
+    GuardrailsModel.metadata.create_all(engine)
+    Model.metadata.create_all(engine)
 
 
 def with_driver(url: str) -> str:
@@ -28,7 +46,7 @@ def make_engine(database_url: str) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_pre_ping=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn, _record):  # foreign keys on; readers never block the writer

@@ -132,6 +132,15 @@ class Manifest:
         return self.raw["risk_tier"]
 
     @property
+    def limits_fail_open(self) -> bool:
+        """Whether rate limits let calls through while their storage is down (guardrails.core.
+        ratelimit): `quotas.when_limits_unavailable`, by default closed for tier 3 only."""
+        chosen = (self.raw.get("quotas") or {}).get("when_limits_unavailable")
+        if chosen is None:
+            return self.risk_tier < 3
+        return chosen == "open"
+
+    @property
     def sso_issuer(self) -> str:
         """The issuer exactly as declared: a trailing `/` is part of it (OpenID Discovery)."""
         return self.raw["sso"]["issuer"]

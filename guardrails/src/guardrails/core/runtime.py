@@ -22,10 +22,12 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
-from guardrails.auditing.log import AuditLog, JsonlChainSink
+from guardrails.auditing import chain
+from guardrails.auditing.log import AuditLog
+from guardrails.auditing.outbox import HttpSink, JsonlFileSink, OtlpLogSink, Outbox
 from guardrails.connectors import registry as connectors_mod
 from guardrails.connectors.registry import Connectors
 from guardrails.core import context, db
@@ -107,6 +109,8 @@ class Runtime:
         return True
 
     def close(self) -> None:
+        if self.audit_log.outbox is not None:
+            self.audit_log.outbox.stop()
         if self.connectors is not None:
             self.connectors.close()
         if self.engine is not None:
@@ -165,16 +169,26 @@ def build_runtime(
         )
     except SecretError as exc:
         raise ConfigError(f"Vault settings: {exc}") from None
+    sessions = db.make_sessionmaker(None)
     audit_log = AuditLog(
         app_id=manifest.app_id,
-        sinks=[JsonlChainSink(settings.audit_file, settings.audit_fsync)],
+        sessions=sessions,
+        outbox=Outbox(
+            manifest.app_id,
+            sessions,
+            audit_sinks(settings, telemetry),
+            on_failure=telemetry.count_delivery_failure,
+            checkpoint=telemetry.audit_checkpoint,
+            checkpoint_interval=settings.audit_checkpoint_interval,
+        ),
         observers=[telemetry.count_audit_event],
     )
+    telemetry.watch_outbox(audit_log.outbox)
     rt = Runtime(
         settings=settings,
         manifest=manifest,
         engine=None,
-        sessionmaker=db.make_sessionmaker(None),
+        sessionmaker=sessions,
         audit_log=audit_log,
         session_key=None,
         sso_issuer=issuer,
@@ -205,6 +219,43 @@ def build_runtime(
     return rt
 
 
+def audit_sinks(settings: Settings, telemetry: Telemetry) -> list:
+    """The outbox's sinks, from the settings (module docstring of guardrails.auditing.outbox)."""
+    sinks: list = []
+    if settings.audit_file is not None:
+        sinks.append(JsonlFileSink(settings.audit_file, settings.audit_fsync))
+    if settings.audit_http_url:
+        sinks.append(HttpSink(settings.audit_http_url))
+    if settings.audit_otlp_endpoint:
+        sinks.append(OtlpLogSink(settings.audit_otlp_endpoint, telemetry.resource_attributes()))
+    return sinks
+
+
+def prepare_database(rt: Runtime) -> None:
+    """Make sure the database is migrated and the audit chain has its head row.
+
+    A database behind the code is refused (guardrails.core.migrate.DatabaseBehind, with the
+    command to run), except a laptop's: SQLite outside production is upgraded here. An app
+    without a `migrations/` folder (made before migrations existed) gets its missing tables
+    created, with a warning.
+    """
+    from guardrails.core import migrate
+
+    projects = [migrate.guardrails_project(), migrate.app_project(rt.settings.migrations_path)]
+    laptop = rt.engine.dialect.name == "sqlite" and rt.manifest.stage != "production"
+    migrate.ensure_current(rt.engine, projects, may_upgrade=laptop)
+    if not projects[1].heads() and db.Model.metadata.tables:
+        missing = set(db.Model.metadata.tables) - set(inspect(rt.engine).get_table_names())
+        if missing:
+            log.warning(
+                "no migrations/ folder: creating the app's missing tables (add migrations: "
+                "docs/how-to/change-a-model.md)",
+                tables=sorted(missing),
+            )
+            db.Model.metadata.create_all(rt.engine)
+    chain.ensure_head(rt.engine, rt.manifest.app_id)
+
+
 @contextmanager
 def bound(rt: Runtime):
     """Inside this block `audit.record`, `secret()` and `connector()` use `rt` (commands, tests):
@@ -225,9 +276,10 @@ def runtime(settings: Settings | None = None, manifest: Manifest | None = None):
             purge_old_requests(rt)
     """
     rt = build_runtime(settings, manifest, export_telemetry=False)
-    db.Model.metadata.create_all(rt.engine)
+    prepare_database(rt)
     try:
         with bound(rt):
             yield rt
     finally:
+        rt.audit_log.outbox.flush(timeout=5.0)  # the command's events reach the sinks
         rt.close()

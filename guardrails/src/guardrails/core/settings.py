@@ -94,8 +94,12 @@ class Settings:
     manifest_path: Path = Path("microapp.yaml")
     base_url: str = "http://localhost:8000"
     database_url: str = "sqlite:///var/app.db"
-    audit_file: Path = Path("var/audit.jsonl")
+    audit_file: Path | None = Path("var/audit.jsonl")  # the JSONL sink; None: no file
     audit_fsync: bool = True
+    audit_http_url: str | None = None  # MICROAPP_AUDIT_HTTP_URL: POST batches of events
+    audit_otlp_endpoint: str | None = None  # MICROAPP_AUDIT_OTLP_ENDPOINT: OTLP/HTTP logs
+    audit_checkpoint_interval: float = 60.0  # MICROAPP_AUDIT_CHECKPOINT_INTERVAL (seconds)
+    migrations_path: Path = Path("migrations")  # MICROAPP_MIGRATIONS: the app's Alembic folder
     session_key: str | None = field(default=None, repr=False)
     session_max_age: int = 8 * 3600
     sso_issuer: str | None = None  # overrides the manifest's issuer (e.g. `make dev`)
@@ -129,8 +133,18 @@ class Settings:
             manifest_path=Path(env.get("MICROAPP_MANIFEST", "microapp.yaml")),
             base_url=base_url,
             database_url=env.get("DATABASE_URL", cls.database_url),
-            audit_file=Path(env.get("MICROAPP_AUDIT_FILE", str(cls.audit_file))),
+            audit_file=(
+                Path(env.get("MICROAPP_AUDIT_FILE", str(cls.audit_file)))
+                if env.get("MICROAPP_AUDIT_FILE", "x").strip().lower() not in ("", "none")
+                else None
+            ),
             audit_fsync=_flag(env.get("MICROAPP_AUDIT_FSYNC"), True),
+            migrations_path=Path(env.get("MICROAPP_MIGRATIONS") or "migrations"),
+            audit_http_url=(env.get("MICROAPP_AUDIT_HTTP_URL") or "").strip() or None,
+            audit_otlp_endpoint=(env.get("MICROAPP_AUDIT_OTLP_ENDPOINT") or "").strip() or None,
+            audit_checkpoint_interval=float(
+                env.get("MICROAPP_AUDIT_CHECKPOINT_INTERVAL") or cls.audit_checkpoint_interval
+            ),
             session_key=env.get("MICROAPP_SESSION_KEY") or None,
             session_max_age=int(env.get("MICROAPP_SESSION_MAX_AGE", cls.session_max_age)),
             sso_issuer=(env.get("MICROAPP_SSO_ISSUER") or "").strip() or None,

@@ -111,12 +111,23 @@ class Telemetry:
         )
         self.tracer = self.tracer_provider.get_tracer("guardrails", __version__)
         self.meter = self.meter_provider.get_meter("guardrails", __version__)
+        self.resource = resource
         self.audit_events = self.meter.create_counter(
             "microapp.audit.events", description="Audit events written, by action and result"
         )
         self.security_refusals = self.meter.create_counter(
             "microapp.security.refused",
             description="Refused attempts (forged tokens, tampered cookies, ...), by reason",
+        )
+        self.delivery_failures = self.meter.create_counter(
+            "microapp.audit.delivery.failures",
+            description="Audit batches a sink did not accept (retried with backoff), by sink",
+        )
+        self._chain_events = 0
+        self.meter.create_observable_gauge(
+            "microapp.audit.chain.events",
+            callbacks=[self._observe_chain],
+            description="Events in the audit chain at the last checkpoint",
         )
         if self.enabled and not isinstance(trace.get_tracer_provider(), TracerProvider):
             trace.set_tracer_provider(self.tracer_provider)  # for libraries that use the global
@@ -125,6 +136,46 @@ class Telemetry:
     def count_audit_event(self, event: dict) -> None:
         """An AuditLog observer: the `microapp.audit.events` counter."""
         self.audit_events.add(1, {"action": event["action"], "result": event["result"]})
+
+    def count_delivery_failure(self, sink: str) -> None:
+        """An Outbox `on_failure` hook: the `microapp.audit.delivery.failures` counter."""
+        self.delivery_failures.add(1, {"sink": sink})
+
+    def audit_checkpoint(self, events: int, head_hash: str) -> None:
+        """An Outbox `checkpoint` hook: the chain's length and head, outside the database."""
+        self._chain_events = events
+        structlog.get_logger("guardrails.auditing").info(
+            "audit.checkpoint", events=events, head_hash=head_hash
+        )
+
+    def _observe_chain(self, _options):
+        yield metrics.Observation(self._chain_events)
+
+    def watch_outbox(self, outbox) -> None:
+        """Gauges of the audit outbox: events not yet delivered and their age, by sink."""
+
+        def sizes(_options):
+            for name, state in outbox.state.items():
+                yield metrics.Observation(state.backlog, {"sink": name})
+
+        def lags(_options):
+            for name, state in outbox.state.items():
+                yield metrics.Observation(state.lag, {"sink": name})
+
+        self.meter.create_observable_gauge(
+            "microapp.audit.outbox.size",
+            callbacks=[sizes],
+            description="Audit events not yet delivered, by sink",
+        )
+        self.meter.create_observable_gauge(
+            "microapp.audit.delivery.lag",
+            callbacks=[lags],
+            unit="s",
+            description="Age of the oldest audit event not yet delivered, by sink",
+        )
+
+    def resource_attributes(self) -> dict[str, str]:
+        return {k: str(v) for k, v in self.resource.attributes.items()}
 
     def instrument(self, app) -> None:
         if not self.enabled:

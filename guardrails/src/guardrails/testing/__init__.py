@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import re
 import socket
 import threading
@@ -43,6 +42,7 @@ __all__ = [
     "SignedInClient",
     "VaultServer",
     "audit_events",
+    "audit_unwritable",
     "bound",
     "demo_users",
     "free_port",
@@ -83,9 +83,44 @@ class LiveApp:
 
 
 def audit_events(runtime: Runtime) -> list[dict]:
-    """Every event in the runtime's audit file, oldest first ([] before the first one)."""
-    path = runtime.settings.audit_file
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    """Every event of the runtime's audit chain (in its database), oldest first; the outbox is
+    flushed first, so the audit file (and any other sink) holds them too."""
+    from guardrails.auditing import chain
+
+    runtime.audit_log.outbox.flush(timeout=10)
+    with runtime.sessionmaker() as session:
+        return chain.events_after(session, 0, 1_000_000)
+
+
+@contextlib.contextmanager
+def audit_unwritable(runtime: Runtime) -> Iterator[None]:
+    """Inside the block the database refuses every audit event (as a full disk would): a
+    real trigger in the app's database, dropped afterwards (SQLite or PostgreSQL)."""
+    refuse = "database or disk is full (guardrails.testing.audit_unwritable)"
+    with runtime.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE FUNCTION guardrails_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$BEGIN RAISE EXCEPTION '{refuse}'; END$$"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER guardrails_refuse BEFORE INSERT ON guardrails_audit_event "
+                "FOR EACH ROW EXECUTE FUNCTION guardrails_refuse()"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER guardrails_refuse BEFORE INSERT ON guardrails_audit_event "
+                f"BEGIN SELECT RAISE(ABORT, '{refuse}'); END"
+            )
+    try:
+        yield
+    finally:
+        with runtime.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("DROP TRIGGER guardrails_refuse ON guardrails_audit_event")
+                conn.exec_driver_sql("DROP FUNCTION guardrails_refuse()")
+            else:
+                conn.exec_driver_sql("DROP TRIGGER guardrails_refuse")
 
 
 @contextlib.contextmanager

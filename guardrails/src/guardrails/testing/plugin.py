@@ -4,6 +4,10 @@
 Fixtures: manifest (microapp.yaml, or MICROAPP_MANIFEST), idp (the local OIDC provider; its
 issuer URL), demo (role -> demo user e-mail), app_manifest (local demo services moved to free
 ports), app_env (what the owner's app/dev.py starts), runtime, live_app (app.main:build served).
+
+Each test's app gets a fresh SQLite database, migrated. With MICROAPP_TEST_DATABASE_URL set to
+a PostgreSQL server (`postgresql://user:password@host:port/postgres`), each test gets a fresh
+database on that server instead, migrated the same way: the same tests on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from guardrails.core.manifest import Manifest, load_manifest
-from guardrails.core.runtime import Runtime, build_runtime
+from guardrails.core.runtime import Runtime, build_runtime, prepare_database
 from guardrails.core.settings import Settings
 from guardrails.testing import LiveApp, serve, test_settings, with_free_local_ports
 from guardrails.testing.devserver import app_services, demo_users, run_idp
@@ -54,7 +58,34 @@ def app_env(tmp_path: Path, app_manifest: Manifest) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def runtime(tmp_path: Path, idp: str, app_manifest: Manifest, app_env: dict[str, str]) -> Runtime:
-    return build_runtime(test_settings(tmp_path, idp, environ=app_env), app_manifest)
+    overrides = {}
+    server = Settings.from_env().environ.get("MICROAPP_TEST_DATABASE_URL")
+    if server:
+        overrides["database_url"] = fresh_database(server)
+    rt = build_runtime(test_settings(tmp_path, idp, environ=app_env, **overrides), app_manifest)
+    if server:
+        from guardrails.core import migrate
+
+        projects = [migrate.guardrails_project(), migrate.app_project(rt.settings.migrations_path)]
+        migrate.upgrade(rt.engine, projects)
+    prepare_database(rt)  # a throw-away database: the app's and guardrails' tables, up to date
+    return rt
+
+
+def fresh_database(server_url: str) -> str:
+    """A new, empty database on the PostgreSQL server at `server_url`; returns its URL."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    from guardrails.core import db
+
+    name = "test_" + uuid.uuid4().hex[:16]
+    admin = create_engine(db.with_driver(server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return server_url.rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture

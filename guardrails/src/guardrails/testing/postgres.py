@@ -73,6 +73,19 @@ class PostgresCluster:
         if result.returncode != 0:
             raise PostgresUnavailable(f"{args[0]} failed: {result.stderr.strip()[-800:]}")
 
+    def stop_server(self) -> None:
+        """Stop the server (fast shutdown), keeping its data: `start_server` brings it back."""
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
+
+    def start_server(self) -> None:
+        """Start the stopped server again, on the same port with the same data."""
+        options = (
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off"
+        )
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-o", options, "-w", "-t", "60",
+                  "-l", str(self.folder / "server.log"), "start")  # fmt: skip
+
     @classmethod
     @contextlib.contextmanager
     def start(cls):
@@ -135,3 +148,15 @@ class PostgresCluster:
                 cluster._run("pg_ctl", "-D", str(folder / "data"), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def cluster_or_skip():
+    """A cluster for a pytest fixture; the test is skipped, saying why, when none can start."""
+    import pytest
+
+    try:
+        with PostgresCluster.start() as cluster:
+            yield cluster
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")

@@ -9,10 +9,11 @@ The app says what a row looks like in its own module `app.seed` (the approval st
 `MODEL` (the Model class), `RESOURCE` (the audit resource type), `rows(count, rng, users)`
 yielding column values, and `events(values)` yielding the audit events the app would have
 written for that row (`action`, `actor`, `at`, optional `metadata`). Rows are inserted in
-batches of 5,000 (one multi-row INSERT each); the events are appended to the app's audit trail
-as one hash chain, so `python -m guardrails audit verify` still proves it. The users are the
-demo users of the manifest's roles plus made-up requesters. Never run it against production
-data: it refuses a manifest whose stage is production.
+batches of 5,000 (one multi-row INSERT each), each batch in one transaction with its audit
+events, chained onto the app's audit chain in the database, so `python -m guardrails audit
+verify` still proves it. The users are the demo users of the manifest's roles plus made-up
+requesters. Never run it against production data: it refuses a manifest whose stage is
+production.
 """
 
 from __future__ import annotations
@@ -28,17 +29,21 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from guardrails.auditing.log import JsonlChainSink
-from guardrails.core.db import Model
-from guardrails.core.runtime import Runtime, runtime
+from guardrails.auditing import chain
+from guardrails.core.runtime import Runtime, prepare_database, runtime
 from guardrails.testing.devserver import demo_users
+from guardrails.web.sso import user_key
 
 BATCH = 5_000
 
 
 def users_for(rt: Runtime, extra: int = 40) -> list[str]:
-    demo = [u.email for u in demo_users(rt.manifest)]
-    return demo + [f"user{n:02d}@example.com" for n in range(1, extra + 1)]
+    """User ids (`issuer#sub`, as sign-in makes them) of the demo users and made-up others; the
+    local provider's subject is the e-mail."""
+    issuer = rt.sso_issuer
+    emails = [u.email for u in demo_users(rt.manifest)]
+    emails += [f"user{n:02d}@example.com" for n in range(1, extra + 1)]
+    return [user_key(issuer, email) for email in emails]
 
 
 def _timestamp(at: dt.datetime) -> str:
@@ -80,10 +85,9 @@ def seed(rt: Runtime, count: int, rng: random.Random, module: str = "app.seed") 
         raise SystemExit("refusing to seed made-up rows into a production app")
     spec = importlib.import_module(module)
     model = spec.MODEL
-    Model.metadata.create_all(rt.engine)  # the app's tables (imported just now)
+    prepare_database(rt)  # the app's tables, migrated (the app's models were imported just now)
     table = model.__table__
     (key,) = table.primary_key.columns
-    sinks = [s for s in rt.audit_log.sinks if isinstance(s, JsonlChainSink)]
     users = users_for(rt)
     rows_done = events_done = 0
     with rt.engine.connect() as conn:
@@ -92,13 +96,12 @@ def seed(rt: Runtime, count: int, rng: random.Random, module: str = "app.seed") 
         for n, values in enumerate(chunk):
             values[key.name] = next_id + n
         next_id += len(chunk)
-        with rt.engine.begin() as conn:
-            conn.execute(insert(table), chunk)
         events = list(
             audit_events(rt, spec.RESOURCE, ((v[key.name], spec.events(v)) for v in chunk))
         )
-        for sink in sinks:
-            sink.extend(events)
+        with rt.sessionmaker() as db, db.begin():  # the rows and their events commit together
+            db.execute(insert(table), chunk)
+            chain.extend(db, rt.manifest.app_id, events)
         rows_done += len(chunk)
         events_done += len(events)
     with rt.engine.begin() as conn:  # fresh statistics, as a database in use has them

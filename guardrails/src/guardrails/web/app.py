@@ -38,9 +38,8 @@ from guardrails.auditing.log import AuditError, audit
 from guardrails.connectors.registry import ConnectorError
 from guardrails.core import context
 from guardrails.core.context import RequestInfo
-from guardrails.core.db import Model
 from guardrails.core.housekeeping import Scheduler
-from guardrails.core.runtime import Runtime, build_runtime
+from guardrails.core.runtime import Runtime, build_runtime, prepare_database
 from guardrails.secrets.store import CORE, SecretUnavailable
 from guardrails.telemetry.otel import configure_logging
 from guardrails.web.security import audit_denial, security_event
@@ -146,7 +145,8 @@ async def prepare_secrets(rt: Runtime) -> None:
     if rt.ready and not rt.secrets.needs_fetch(CORE):
         return
     if await anyio.to_thread.run_sync(rt.refresh_secrets):
-        await anyio.to_thread.run_sync(Model.metadata.create_all, rt.engine)
+        await anyio.to_thread.run_sync(prepare_database, rt)
+        rt.audit_log.outbox.start()
 
 
 class SecretsGate:
@@ -454,9 +454,11 @@ class Guardrails:
         self.templates = Jinja2Templates(env=env, context_processors=[_common_context])
 
     def ensure_tables(self) -> None:
-        """Create the tables once the database answers (it may be down at start-up)."""
+        """Prepare the database once it answers (it may be down at start-up): migrated (or
+        refused when behind, guardrails.core.migrate.DatabaseBehind) and the chain head made."""
         if not self.tables_ready and self.runtime.engine is not None:
-            Model.metadata.create_all(self.runtime.engine)
+            prepare_database(self.runtime)
+            self.runtime.audit_log.outbox.start()  # delivery to the sinks (idempotent)
             self.tables_ready = True
 
 

@@ -4,6 +4,8 @@ A moving one-minute window per (limit name, user), kept per app (guardrails.core
 A refused request gets a 429 page saying when to try again and is audited
 (`ratelimit.exceeded`, result `denied`). The counts live in this process unless
 RATELIMIT_STORAGE_URL names a shared storage (e.g. Redis), which several workers then share.
+While that storage is down, the limit fails open or closed (503) as the manifest says
+(guardrails.core.ratelimit).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 from fastapi import Depends, HTTPException, Request
 
 from guardrails.auditing.log import audit
-from guardrails.core.ratelimit import RateLimiter
+from guardrails.core.ratelimit import RateLimiter, RateLimitUnavailable
 from guardrails.web.sso import User, require_user
 
 
@@ -37,9 +39,18 @@ def limit_per_user(name: str, per_minute: int):
                     per_minute,
                     storage_url=gr.settings.ratelimit_storage_url,
                     namespace=f"{gr.manifest.app_id}:user-limit:{name}",
+                    fail_open=gr.manifest.limits_fail_open,
                 ),
             )
-        wait = window.take(user.id)
+        try:
+            wait = window.take(user.id)
+        except RateLimitUnavailable:
+            raise HTTPException(
+                503,
+                "This action is limited per user, and the limits cannot be checked right now, "
+                "so it is refused. Nothing was changed. Please try again in a minute.",
+                headers={"Retry-After": "30"},
+            ) from None
         if wait:
             seconds = max(1, math.ceil(wait))
             audit.record(

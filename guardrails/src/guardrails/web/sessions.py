@@ -22,7 +22,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from guardrails.core.db import Model
+from guardrails.core.db import GuardrailsModel
 from guardrails.core.housekeeping import schedule
 from guardrails.web.security import security_event
 
@@ -31,7 +31,7 @@ PURGE_BATCH = 1000
 SESSIONS_PURGE_EVERY = 300  # seconds between runs of the expired-session purge
 
 
-class SessionRow(Model):
+class SessionRow(GuardrailsModel):
     __tablename__ = "guardrails_session"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -22,7 +22,7 @@ router = APIRouter()
 api = APIRouter(prefix="/api")
 
 ANY_ROLE = ("requester", "approver", "admin")
-MAX_ID = 2**63 - 1
+MAX_ID = 2**31 - 1  # the id column is INTEGER: 32 bits on PostgreSQL
 NEWEST_FIRST = [ApprovalRequest.id.desc()]  # the lists' order: stable, and the primary key
 WAITING_SHOWN = 10  # "Waiting for your decision": a short list above the main one
 COUNT_CAP = 1000  # counts stop there ("1000+"): a badge costs the same at any size
@@ -59,7 +59,7 @@ def can_see(req: ApprovalRequest, user: User) -> bool:
 
 
 def load_visible(db: Session, request_id: int, user: User) -> ApprovalRequest:
-    # Ids outside the database's integer range (SQLite and PostgreSQL: 64 bits) name no
+    # Ids outside the id column's range (INTEGER: 32 bits on PostgreSQL, 64 on SQLite) name no
     # request: answer 404 before the driver refuses the number (a 500).
     req = db.get(ApprovalRequest, request_id) if 1 <= request_id <= MAX_ID else None
     if req is None:

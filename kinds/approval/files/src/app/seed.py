@@ -36,13 +36,14 @@ def rows(count: int, rng: random.Random, users: Sequence[str]) -> Iterator[dict[
     for n in range(count):
         created = start + step * n
         status = rng.choice(statuses)
-        requester = rng.choice(users)
+        requester = rng.choice(users)  # a user id, issuer#sub
+        name = requester.rsplit("#", 1)[-1].split("@")[0]
         values: dict[str, Any] = {
-            "title": f"{rng.choice(WHAT)} for {requester.split('@')[0]}",
+            "title": f"{rng.choice(WHAT)} for {name}",
             "details": "Seeded request (made-up data).",
             "status": status,
             "requester": requester,
-            "requester_name": requester.split("@")[0].replace(".", " ").title(),
+            "requester_name": name.replace(".", " ").title(),
             "created_at": created,
             "submitted_at": None if status == Status.DRAFT else created + dt.timedelta(hours=1),
             "decision": None,

@@ -1,7 +1,9 @@
 """Yours to edit. The on-call pages: open incidents, one incident, and three actions.
 
 Every action (acknowledge, escalate, add a note) is rate-limited per user and audited with the
-incident id and its outcome; the incident page shows who did what from that audit trail. The
+incident id through `audit.external`: the intent is recorded before the incident service is
+called, then its outcome (success or failure), so no call ever goes unaudited. The incident
+page shows who did what from that audit trail. The
 incident API is reached only through the `incidents` connector (declared base URL, short-lived
 OAuth2 token, traced), so this code never holds a credential.
 """
@@ -35,13 +37,7 @@ ActionBudget = Annotated[User, Depends(limit_per_user("incident-actions", per_mi
 ViewBudget = Annotated[User, Depends(limit_per_user("incident-views", per_minute=30))]
 
 
-def _failed(action: str, incident_id: str, exc: Exception, **metadata) -> HTTPException:
-    audit.record(
-        f"incident.{action}",
-        result="failure",
-        resource=("incident", incident_id),
-        metadata={"outcome": str(exc), **metadata},
-    )
+def _failed(action: str, exc: Exception) -> HTTPException:
     return HTTPException(
         status_of(exc), f"The incident service did not {action} it: {exc}", headers=_retry(exc)
     )
@@ -100,7 +96,9 @@ def show_incident(
             "incident": incident,
             "notes": notes,
             "targets": targets,
-            "history": audit_trail(("incident", incident_id)),
+            "history": [
+                e for e in audit_trail(("incident", incident_id)) if e["result"] != "intent"
+            ],
         },
     )
 
@@ -108,14 +106,10 @@ def show_incident(
 @router.post("/incidents/{incident_id}/acknowledge")
 def acknowledge(incident_id: IncidentId, user: Responder, _budget: ActionBudget) -> Response:
     try:
-        incident = provider().acknowledge(incident_id, by=user.label)
+        with audit.external("incident.acknowledge", resource=("incident", incident_id)) as out:
+            out["outcome"] = provider().acknowledge(incident_id, by=user.label).status
     except (ProviderError, ConnectorError) as exc:
-        raise _failed("acknowledge", incident_id, exc) from None
-    audit.record(
-        "incident.acknowledge",
-        resource=("incident", incident_id),
-        metadata={"outcome": incident.status},
-    )
+        raise _failed("acknowledge", exc) from None
     return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
 
 
@@ -129,14 +123,13 @@ def escalate(
     if not target:
         raise HTTPException(400, "Choose where to escalate the incident to.")
     try:
-        incident = provider().escalate(incident_id, target=target, by=user.label)
+        with audit.external(
+            "incident.escalate", resource=("incident", incident_id), metadata={"target": target}
+        ) as out:
+            incident = provider().escalate(incident_id, target=target, by=user.label)
+            out["outcome"] = f"level {incident.escalation_level}"
     except (ProviderError, ConnectorError) as exc:
-        raise _failed("escalate", incident_id, exc, target=target) from None
-    audit.record(
-        "incident.escalate",
-        resource=("incident", incident_id),
-        metadata={"outcome": f"level {incident.escalation_level}", "target": target},
-    )
+        raise _failed("escalate", exc) from None
     return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
 
 
@@ -150,12 +143,13 @@ def add_note(
     if not text.strip():
         raise HTTPException(400, "Write the note first.")
     try:
-        provider().add_note(incident_id, text.strip(), by=user.label)
+        with audit.external(
+            "incident.note",
+            resource=("incident", incident_id),
+            metadata={"length": len(text.strip())},
+        ) as out:
+            provider().add_note(incident_id, text.strip(), by=user.label)
+            out["outcome"] = "added"
     except (ProviderError, ConnectorError) as exc:
-        raise _failed("note", incident_id, exc) from None
-    audit.record(
-        "incident.note",
-        resource=("incident", incident_id),
-        metadata={"outcome": "added", "length": len(text.strip())},
-    )
+        raise _failed("note", exc) from None
     return RedirectResponse(f"/incidents/{incident_id}", status_code=303)

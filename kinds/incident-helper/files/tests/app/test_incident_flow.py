@@ -34,6 +34,9 @@ def test_actions_are_audited_with_id_and_outcome_and_shown(live_app, responder, 
     shown = post(responder, live_app, "/incidents/INC1002/notes", text="Rolled back deploy 42")
     assert shown.status_code == 200 and "Rolled back deploy 42" in shown.text
     events = [e for e in live_app.audit_events() if e["action"].startswith("incident.")]
+    intents = [e["action"] for e in events if e["result"] == "intent"]
+    events = [e for e in events if e["result"] == "success"]
+    assert intents == [e["action"] for e in events]  # each call's intent came first
     assert [(e["action"], e["metadata"]["outcome"]) for e in events] == [
         ("incident.acknowledge", "acknowledged"),
         ("incident.escalate", "level 2"),

@@ -1,0 +1,268 @@
+"""The audit chain in the app's database: one row per event, one head row per app.
+
+Each event is a row of `guardrails_audit_event`, written by `append()` inside the transaction
+of the change it records, so the change and its event commit together or not at all. The row
+keeps the event's canonical JSON (`body`, the text that is hashed) and its position `seq`
+(1, 2, 3, ... with no gap); `guardrails_audit_head` holds, per app, the last `seq` and `hash`.
+
+Why the chain never forks, on PostgreSQL and on SQLite, with any number of replicas
+-----------------------------------------------------------------------------------
+`append()` begins with
+
+    UPDATE guardrails_audit_head SET seq = seq + 1 WHERE chain = :app_id
+
+and that statement takes the chain's write lock, held until the transaction ends:
+
+- PostgreSQL: the row lock on the head row. A second transaction's UPDATE of that row waits
+  until the first commits or rolls back; under READ COMMITTED (PostgreSQL's default, which
+  guardrails never changes) it then re-reads the newest committed version of the row and
+  increments that one. Appenders are therefore serialized, and each one reads the `seq` and
+  `hash` its predecessor committed (or, if the predecessor rolled back, the ones before it).
+  `lock_timeout` bounds the wait (LOCK_TIMEOUT), so a stuck transaction gives an AuditError
+  (a 503), never a request that hangs.
+- SQLite: the UPDATE takes the database's one writer lock (RESERVED); there is one writer at a
+  time per database file, whatever the process. The Python driver opens the transaction
+  (deferred BEGIN) at the first write, so nothing was read from an older snapshot, and a
+  transaction that wrote before already holds the lock. Waiting is bounded by busy_timeout.
+
+Holding the lock, `append()` reads the head (`seq` is now this event's position, `hash` still
+the previous event's), hashes the event with that `prev_hash`, inserts it (`seq` is the primary
+key: two events can never commit at one position) and stores the new hash in the head. A
+rollback undoes the head's UPDATE with the event and the change: no gap, no event without its
+change and no change without its event. The lock is held from the append to the commit, so
+the audited transactions of one app run one at a time through that short stretch: record the
+event as the last step before the commit (the templates do).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Engine,
+    Index,
+    Integer,
+    String,
+    Text,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from guardrails.auditing.canonical import GENESIS, canonical, event_hash
+from guardrails.core.db import GuardrailsModel
+
+LOCK_TIMEOUT = "15s"  # PostgreSQL: the longest an append waits for the chain's lock
+
+
+class AuditEventRow(GuardrailsModel):
+    __tablename__ = "guardrails_audit_event"
+    __table_args__ = (Index("ix_guardrails_audit_event_resource", "resource_type", "resource_id"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    timestamp: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(120))
+    result: Mapped[str] = mapped_column(String(16))
+    resource_type: Mapped[str | None] = mapped_column(String(64))
+    resource_id: Mapped[str | None] = mapped_column(String(254))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)  # the canonical JSON, exactly as hashed (+ hash)
+
+
+class AuditHead(GuardrailsModel):
+    __tablename__ = "guardrails_audit_head"
+
+    chain: Mapped[str] = mapped_column(String(64), primary_key=True)  # the app_id
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    hash: Mapped[str] = mapped_column(String(64), default=GENESIS)
+
+
+class SinkCursor(GuardrailsModel):
+    """The outbox's position per sink: every event with a larger seq is still to deliver."""
+
+    __tablename__ = "guardrails_audit_cursor"
+
+    sink: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def ensure_head(engine: Engine, app_id: str) -> None:
+    """Create the app's head row if it is missing (any replica may; one wins)."""
+    with Session(engine) as session:
+        if session.get(AuditHead, app_id) is not None:
+            return
+        session.add(AuditHead(chain=app_id, seq=0, hash=GENESIS))
+        try:
+            session.commit()
+        except IntegrityError:  # another replica made it a moment ago
+            session.rollback()
+
+
+def append(session: Session, app_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Chain `event` and add it to `session`'s transaction; returns the chained event."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    taken = conn.execute(
+        update(AuditHead).where(AuditHead.chain == app_id).values(seq=AuditHead.seq + 1)
+    )
+    if taken.rowcount != 1:  # no head row yet (a database made before this app's first start)
+        session.add(AuditHead(chain=app_id, seq=1, hash=GENESIS))
+        session.flush()
+    seq, prev = conn.execute(
+        select(AuditHead.seq, AuditHead.hash).where(AuditHead.chain == app_id)
+    ).one()
+    chained = {**event, "seq": seq, "prev_hash": prev}
+    chained["hash"] = event_hash(chained)
+    resource = event.get("resource") or {}
+    conn.execute(
+        AuditEventRow.__table__.insert().values(
+            seq=seq,
+            event_id=event["event_id"],
+            timestamp=event["timestamp"],
+            action=event["action"][:120],
+            result=event["result"],
+            resource_type=resource.get("type"),
+            resource_id=None if resource.get("id") is None else str(resource["id"])[:254],
+            prev_hash=prev,
+            hash=chained["hash"],
+            body=canonical(chained),
+        )
+    )
+    conn.execute(update(AuditHead).where(AuditHead.chain == app_id).values(hash=chained["hash"]))
+    return chained
+
+
+def extend(session: Session, app_id: str, events: list[dict[str, Any]]) -> None:
+    """Chain many events at once in `session`'s transaction (bulk loads such as the test kit's
+    seeding): one lock on the head, one multi-row INSERT, the head moved once."""
+    if not events:
+        return
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    taken = conn.execute(
+        update(AuditHead).where(AuditHead.chain == app_id).values(seq=AuditHead.seq + len(events))
+    )
+    if taken.rowcount != 1:
+        session.add(AuditHead(chain=app_id, seq=len(events), hash=GENESIS))
+        session.flush()
+    last, prev = conn.execute(
+        select(AuditHead.seq, AuditHead.hash).where(AuditHead.chain == app_id)
+    ).one()
+    rows = []
+    for seq, event in enumerate(events, start=last - len(events) + 1):
+        chained = {**event, "seq": seq, "prev_hash": prev}
+        chained["hash"] = prev_next = event_hash(chained)
+        resource = event.get("resource") or {}
+        rows.append(
+            {
+                "seq": seq,
+                "event_id": event["event_id"],
+                "timestamp": event["timestamp"],
+                "action": event["action"][:120],
+                "result": event["result"],
+                "resource_type": resource.get("type"),
+                "resource_id": None if resource.get("id") is None else str(resource["id"])[:254],
+                "prev_hash": prev,
+                "hash": prev_next,
+                "body": canonical(chained),
+            }
+        )
+        prev = prev_next
+    conn.execute(AuditEventRow.__table__.insert(), rows)
+    conn.execute(update(AuditHead).where(AuditHead.chain == app_id).values(hash=prev))
+
+
+def events_after(session: Session, seq: int, limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` events with a position after `seq`, in order."""
+    rows = session.execute(
+        select(AuditEventRow.body)
+        .where(AuditEventRow.seq > seq)
+        .order_by(AuditEventRow.seq)
+        .limit(limit)
+    ).scalars()
+    return [json.loads(body) for body in rows]
+
+
+def head(session: Session, app_id: str) -> tuple[int, str]:
+    """(number of events, hash of the last one) - a checkpoint of the chain."""
+    row = session.get(AuditHead, app_id)
+    return (row.seq, row.hash) if row is not None else (0, GENESIS)
+
+
+def trail(session: Session, resource: tuple[str, Any], limit: int) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(AuditEventRow.body)
+        .where(
+            AuditEventRow.resource_type == resource[0],
+            AuditEventRow.resource_id == str(resource[1]),
+        )
+        .order_by(AuditEventRow.seq.desc())
+        .limit(limit)
+    ).scalars()
+    return [json.loads(body) for body in rows]
+
+
+@dataclass
+class ChainCheck:
+    events: int
+    head_hash: str
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _rows(engine: Engine, batch: int = 1000) -> Iterator[tuple[int, str, str]]:
+    last = 0
+    with Session(engine) as session:
+        while True:
+            rows = session.execute(
+                select(AuditEventRow.seq, AuditEventRow.hash, AuditEventRow.body)
+                .where(AuditEventRow.seq > last)
+                .order_by(AuditEventRow.seq)
+                .limit(batch)
+            ).all()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][0]
+
+
+def verify_db(engine: Engine, app_id: str | None = None) -> ChainCheck:
+    """Check every stored event: its hash, its link to the one before, no gap, and the head."""
+    prev, count, problems = GENESIS, 0, []
+    for seq, stored_hash, body in _rows(engine):
+        count += 1
+        try:
+            event = json.loads(body)
+        except ValueError:
+            problems.append(f"event {seq}: not valid JSON")
+            break
+        if seq != count or event.get("seq") != seq:
+            problems.append(f"event {seq}: expected position {count} (an event was removed)")
+        elif event.get("prev_hash") != prev:
+            problems.append(f"event {seq}: prev_hash does not match event {seq - 1}")
+        elif event_hash(event) != event.get("hash") or stored_hash != event.get("hash"):
+            problems.append(f"event {seq}: content does not match its hash (it was edited)")
+        if problems:
+            break
+        prev = event["hash"]
+    if not problems and app_id is not None:
+        with Session(engine) as session:
+            n, last = head(session, app_id)
+        if (n, last) != (count, prev):
+            problems.append(
+                f"the chain head says {n} event(s) ending in {last[:12]}..., the table holds "
+                f"{count} ending in {prev[:12]}... (events were removed from the end)"
+            )
+    return ChainCheck(events=count, head_hash=prev, problems=problems)
