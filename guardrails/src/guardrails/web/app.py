@@ -409,6 +409,11 @@ def create_app(
         name="guardrails-static",
     )
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> RedirectResponse:
+        # Browsers ask for it before reading the page's <link rel="icon">.
+        return RedirectResponse("/static/guardrails/favicon.svg", status_code=301)
+
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:
         # Liveness: stays 200 while secrets are unavailable (a restart would not help).
