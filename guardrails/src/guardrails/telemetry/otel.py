@@ -153,10 +153,10 @@ def _access_fields(_logger, _name, event_dict):
     """uvicorn's access line as fields: client, method, path, http_version, status."""
     record = event_dict.get("_record")
     args = event_dict.pop("positional_args", ())  # the record's arguments (pass_foreign_args)
-    if record is not None and record.name == "uvicorn.access":
-        if isinstance(args, tuple) and len(args) == 5:
-            names = ("client", "method", "path", "http_version", "status")
-            event_dict.update(zip(names, args, strict=True))
+    access = record is not None and record.name == "uvicorn.access"
+    if access and isinstance(args, tuple) and len(args) == 5:
+        names = ("client", "method", "path", "http_version", "status")
+        event_dict.update(zip(names, args, strict=True))
     return event_dict
 
 
