@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -153,6 +154,33 @@ def progress(message: str) -> None:
     """A line on the terminal even under pytest's capture: long steps are never silent."""
     sys.__stderr__.write(f"    [{time.strftime('%H:%M:%S')}] {message}\n")
     sys.__stderr__.flush()
+
+
+HEARTBEAT_SECONDS = 10
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A line every HEARTBEAT_SECONDS while one test (its fixtures included) runs: which test,
+    its number in the run, how long so far. A slow step never looks like a hang."""
+    number = item.session.items.index(item) + 1 if item in item.session.items else 0
+    done = threading.Event()
+
+    def beat() -> None:
+        started = time.monotonic()
+        while not done.wait(HEARTBEAT_SECONDS):
+            progress(
+                f"still in {item.nodeid} (test {number} of {len(item.session.items)}), "
+                f"{time.monotonic() - started:.0f} s"
+            )
+
+    thread = threading.Thread(target=beat, name="test-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 @pytest.fixture(scope="session")

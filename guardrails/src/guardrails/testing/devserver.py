@@ -164,9 +164,11 @@ def app_services(var_dir: Path, manifest: Manifest):
         yield dict(env)
 
 
-def run_dev(manifest: Manifest, port: int, idp_port: int, reload: bool) -> None:
-    import uvicorn
-
+@contextlib.contextmanager
+def dev_stack(manifest: Manifest, port: int, idp_port: int):
+    """The local sign-in service and the app's own demo services (app/dev.py), with the
+    environment the app reads set for them; yields the issuer URL. `make dev` and
+    `make a11y` run the app inside it."""
     if manifest.stage == "production":
         raise SystemExit("make dev is for laptops: microapp.yaml says stage: production.")
     with contextlib.ExitStack() as stack:
@@ -182,6 +184,13 @@ def run_dev(manifest: Manifest, port: int, idp_port: int, reload: bool) -> None:
         os.environ["MICROAPP_SSO_ISSUER"] = issuer
         os.environ.setdefault("MICROAPP_BASE_URL", f"http://localhost:{port}")
         os.environ.setdefault("MICROAPP_SESSION_KEY", dev_session_key())
+        yield issuer
+
+
+def run_dev(manifest: Manifest, port: int, idp_port: int, reload: bool) -> None:
+    import uvicorn
+
+    with dev_stack(manifest, port, idp_port) as issuer:
         bar = "-" * 72
         print(bar)
         print(f"  {manifest.name}: http://localhost:{port}   (Ctrl-C stops everything)")
