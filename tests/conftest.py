@@ -137,7 +137,9 @@ def snapshot(dst: Path, root: Path = REPO) -> Path:
 def pytest_configure(config):
     """pytest-copie renders a plain snapshot of the working tree: copier then skips the git
     clone and commit it makes of a dirty repository, which halves the cost of each copy.
-    Tests that need git (versions, `_commit`) use REPO itself."""
+    Tests that need git (versions, `_commit`) use REPO itself. And progress() gets the
+    terminal (capture is suspended while pytest configures)."""
+    _TERMINAL[0] = os.fdopen(os.dup(2), "w", buffering=1)
     if getattr(config.option, "template", None) and Path(config.option.template).resolve() == REPO:
         folder = Path(tempfile.mkdtemp(prefix="microapp-template-"))
         config.option.template = str(snapshot(folder / "microapp-templates"))
@@ -150,10 +152,15 @@ def pytest_unconfigure(config):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# The terminal's stderr, kept before pytest captures file descriptor 2 around each test
+# (sys.__stderr__ writes to that descriptor, so its lines would be captured, not shown).
+_TERMINAL: list = [sys.__stderr__]
+
+
 def progress(message: str) -> None:
     """A line on the terminal even under pytest's capture: long steps are never silent."""
-    sys.__stderr__.write(f"    [{time.strftime('%H:%M:%S')}] {message}\n")
-    sys.__stderr__.flush()
+    _TERMINAL[0].write(f"    [{time.strftime('%H:%M:%S')}] {message}\n")
+    _TERMINAL[0].flush()
 
 
 HEARTBEAT_SECONDS = 10

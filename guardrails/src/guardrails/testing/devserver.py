@@ -187,17 +187,27 @@ def dev_stack(manifest: Manifest, port: int, idp_port: int):
         yield issuer
 
 
+def banner(manifest: Manifest, port: int, issuer: str) -> str:
+    """What `make dev` prints first: where the app and the sign-in service are, who to be."""
+    bar = "-" * 72
+    lines = [
+        bar,
+        f"  {manifest.name}: http://localhost:{port}   (Ctrl-C stops everything)",
+        f"  Local sign-in service: {issuer}  - pick a demo user there:",
+        *(
+            f"    {user.email:<28} {user.label:<24} group {user.groups[0]}"
+            for user in demo_users(manifest)
+        ),
+        bar,
+    ]
+    return "\n".join(lines)
+
+
 def run_dev(manifest: Manifest, port: int, idp_port: int, reload: bool) -> None:
     import uvicorn
 
     with dev_stack(manifest, port, idp_port) as issuer:
-        bar = "-" * 72
-        print(bar)
-        print(f"  {manifest.name}: http://localhost:{port}   (Ctrl-C stops everything)")
-        print(f"  Local sign-in service: {issuer}  - pick a demo user there:")
-        for user in demo_users(manifest):
-            print(f"    {user.email:<28} {user.label:<24} group {user.groups[0]}")
-        print(bar, flush=True)
+        print(banner(manifest, port, issuer), flush=True)
         uvicorn.run(
             "app.main:build",
             factory=True,
