@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 from .conftest import REPO
 
@@ -93,7 +92,6 @@ def test_the_tutorial_shows_what_make_dev_prints():
     """The `make dev` banner of each kind, as devserver.banner prints it for the manifest the
     tutorial's answers render (demo users, role labels, groups)."""
     import yaml
-
     from guardrails.core.manifest import Manifest
     from guardrails.testing.devserver import banner
 
