@@ -151,28 +151,33 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return drift.main([args.root, "--list", args.list, *extra])
 
 
-def cmd_dev(args: argparse.Namespace) -> int:
+def _app_manifest():
+    """The app's manifest for the commands that start it, or None (the reason printed)."""
     from guardrails.core.manifest import ManifestError, load_manifest
-    from guardrails.testing.devserver import run_dev
 
     try:
-        manifest = load_manifest(Settings.from_env().manifest_path)
+        return load_manifest(Settings.from_env().manifest_path)
     except ManifestError as exc:
         print(f"Cannot start: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from guardrails.testing.devserver import run_dev
+
+    manifest = _app_manifest()
+    if manifest is None:
         return 1
     run_dev(manifest, port=args.port, idp_port=args.idp_port, reload=not args.no_reload)
     return 0
 
 
 def cmd_a11y(args: argparse.Namespace) -> int:
-    from guardrails.core.manifest import ManifestError, load_manifest
     from guardrails.testing import free_port
     from guardrails.testing.a11y import run
 
-    try:
-        manifest = load_manifest(Settings.from_env().manifest_path)
-    except ManifestError as exc:
-        print(f"Cannot start: {exc}", file=sys.stderr)
+    manifest = _app_manifest()
+    if manifest is None:
         return 1
     out = None if args.no_screenshots else Path(args.out)
     return run(manifest, out, args.axe, port=free_port(), idp_port=free_port())

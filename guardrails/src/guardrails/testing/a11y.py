@@ -16,8 +16,6 @@ import logging
 import os
 import re
 import shutil
-import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,8 +186,11 @@ def summary(pages: list[Page]) -> str:
 
 def run(manifest, out: Path | None, axe_js: str | None, port: int, idp_port: int) -> int:
     """`python -m guardrails a11y`: the app and the local sign-in service, then the check."""
-    import uvicorn
+    from app.main import build  # the owner's app factory, as make dev and the tests use it
 
+    from guardrails.core.runtime import build_runtime
+    from guardrails.core.settings import Settings
+    from guardrails.testing import serve
     from guardrails.testing.devserver import demo_users, dev_stack
 
     axe = axe_script(axe_js)
@@ -199,27 +200,13 @@ def run(manifest, out: Path | None, axe_js: str | None, port: int, idp_port: int
         return 0
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the sign-in service's requests
     with dev_stack(manifest, port, idp_port):
-        config = uvicorn.Config(
-            "app.main:build", factory=True, host="127.0.0.1", port=port, log_level="warning"
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                print("The app did not start (see above).")
-                return 1
-            time.sleep(0.1)
-        try:
+        runtime = build_runtime(Settings.from_env(), manifest)
+        with serve(build, runtime) as live:
             users = [u.email for u in demo_users(manifest)]
             print(f"==> checking the app's pages as {len(users)} demo user(s) with axe-core")
             if out is not None:
                 shutil.rmtree(out, ignore_errors=True)
-            pages = check_pages(f"http://localhost:{port}", users, axe, out)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+            pages = check_pages(live.url, users, axe, out)
     print(summary(pages))
     if out is not None:
         print(f"Screenshots (desktop and phone): {out}/")
