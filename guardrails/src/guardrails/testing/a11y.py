@@ -148,7 +148,9 @@ def check_pages(
 
 def _check(tab, user: str, path: str, shots: Path | None) -> Page:
     result = tab.evaluate(
-        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", AXE_TAGS
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags},"
+        " resultTypes: ['violations'], iframes: false})",
+        AXE_TAGS,
     )
     violations = [
         {
