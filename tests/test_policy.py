@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from guardrails.cli import main
 from guardrails.core.policy import PolicyError, evaluate, table
 from guardrails.core.rules import EXPIRY_WARNING_DAYS, risk_tier
@@ -150,6 +151,50 @@ def test_sensitive_data_needs_masking_on_sql_connectors(base):
     base["connectors"] = [SQL_OK]
     deny, _ = rules(retier(base))
     assert "has no masking rules, but the app handles personal data" in deny["masking-required"].msg
+
+
+def test_unmasked_or_personal_columns_need_pii_declared(base):
+    """A role that sees masked columns in clear text, or a connector declaring columns about a
+    person (the dashboard's starter), makes the app handle personal data: data.pii must say so."""
+    base["data"]["writes"] = False
+    masked = {**SQL_OK, "masking": {"email": "email", "phone": "partial", "team": "none"}}
+    base["connectors"] = [masked]
+    assert rules(retier(base))[0] == {}  # masked for everyone: no one sees them
+    base["connectors"] = [{**masked, "unmasked_for": ["pii-reader"]}]
+    deny, _ = rules(retier(base))
+    assert set(deny) == {"pii-declared"}
+    assert deny["pii-declared"].msg == (
+        'connector "hr-db" shows email, phone unmasked to the role(s) pii-reader,'
+        " but data.pii is false"
+    )
+    assert "set data.pii: true" in deny["pii-declared"].fix
+    base["connectors"] = [{**masked, "personal_columns": ["email", "phone"]}]
+    deny, _ = rules(retier(base))
+    assert "reads personal data (personal_columns: email, phone)" in deny["pii-declared"].msg
+    base["data"]["pii"] = True  # the fix, with the tier it moves
+    for connector in ({**masked, "unmasked_for": ["pii-reader"]}, base["connectors"][0]):
+        base["connectors"] = [connector]
+        assert rules(retier(base))[0] == {} and base["risk_tier"] == 3
+
+
+def test_the_dashboard_starter_declares_pii_and_refuses_no(tmp_path):
+    """The dashboard's questions make the PII answer hard to get wrong: yes by default (tier 3),
+    no refused with the reason; its rendered manifest passes the policies, and the same manifest
+    saying pii: false fails them."""
+    from . import inprocess
+    from .conftest import DASHBOARD
+
+    data = yaml.safe_load(inprocess.render("templates/microapp.yaml.jinja", DASHBOARD))
+    assert data["data"]["pii"] is True and data["risk_tier"] == 3
+    (reports,) = data["connectors"]
+    assert reports["personal_columns"] == ["email", "phone"]
+    data["lifecycle"].update(created="2025-12-01", expires="2026-06-30")
+    assert rules(data)[0] == {}
+    data["data"]["pii"] = False
+    assert "pii-declared" in rules(retier(data))[0]
+    assert inprocess.validate("handles_pii", {**DASHBOARD, "handles_pii": True}) == ""
+    refusal = inprocess.validate("handles_pii", {**DASHBOARD, "handles_pii": False})
+    assert "shows personal data (the columns email, phone), so answer yes" in refusal
 
 
 @pytest.mark.parametrize(

@@ -275,7 +275,7 @@ def test_the_in_process_render_is_what_copier_renders(rendered):
 
 def test_each_kind_gets_its_tier_roles_and_connector(rendered):
     dash = yaml.safe_load((rendered["dashboard"] / "microapp.yaml").read_text())
-    assert dash["risk_tier"] == 1 and set(dash["sso"]["roles"]) == {
+    assert dash["risk_tier"] == 3 and set(dash["sso"]["roles"]) == {
         "viewer",
         "pii-reader",
         "exporter",

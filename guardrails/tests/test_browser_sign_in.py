@@ -133,7 +133,7 @@ def test_headless_chromium_signs_in_and_out_at_the_certified_provider(
     who = page.locator(".who")
     expect(who).to_contain_text("Alice")
     expect(page.locator("#email")).to_have_text("alice@example.com")
-    expect(who.locator(".role")).to_have_text(["admin"])
+    expect(who.locator(".role")).to_have_text(["Admin"])  # the role's label (sso.role_labels)
     expect(page.locator("#admins-only")).to_be_visible()
     screenshot = tmp_path / "signed-in.png"
     page.screenshot(path=str(screenshot), full_page=True)
@@ -152,7 +152,7 @@ def test_headless_chromium_signs_in_and_out_at_the_certified_provider(
     _sign_in_at_provider(page, op.issuer, "bob")  # and another person can sign in
     page.wait_for_url(f"{live.url}/")
     expect(page.locator(".who")).to_contain_text("Bob")
-    expect(page.locator(".who .role")).to_have_text(["approver"])
+    expect(page.locator(".who .role")).to_have_text(["Approver"])
     expect(page.locator("#admins-only")).to_have_count(0)
     context.close()
 

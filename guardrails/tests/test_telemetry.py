@@ -139,3 +139,47 @@ def test_shutdown_flush_is_bounded(collector_state, manifest):
     assert done.returncode == 0, done.stderr[-2000:]
     assert float(done.stdout.split()[-1]) < 1.5, done.stdout
     assert whole < 5.0, f"the process took {whole:.1f} s to start and exit"
+
+
+def test_server_lines_go_through_the_structlog_pipeline(tmp_path, idp, manifest, capfd):
+    """With JSON logging on, uvicorn's own error and access lines are JSON objects from the
+    same processors as the app's, and an access line carries the request's trace and request
+    ids (uvicorn as in production: the app factory runs after uvicorn set up its logging)."""
+    import json
+    import re
+
+    import httpx
+    import uvicorn
+
+    from guardrails.testing import free_port
+
+    port = free_port()
+    settings = test_settings(
+        tmp_path, idp, base_url=f"http://localhost:{port}", otel_disabled=False, log_format="json"
+    )
+    runtime = build_runtime(settings, manifest)
+    config = uvicorn.Config(
+        lambda: tiny_app(runtime), factory=True, host="127.0.0.1", port=port, log_level="info"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/admin-only", timeout=10)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is JSON: nothing plain
+    by_logger = {}
+    for record in records:
+        by_logger.setdefault(record.get("logger"), []).append(record)
+    assert any(r["event"] == "Application startup complete." for r in by_logger["uvicorn.error"])
+    (access,) = [r for r in by_logger["uvicorn.access"] if r.get("path") == "/admin-only"]
+    assert access["level"] == "info" and access["method"] == "GET"
+    assert access["status"] == answer.status_code
+    assert access["request_id"] == answer.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", access["trace_id"]) and access["timestamp"]

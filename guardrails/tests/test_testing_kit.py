@@ -49,3 +49,46 @@ def test_demo_incident_service_issues_tokens_and_serves_incidents():
         assert {i["id"] for i in listed.json()["items"]} == {
             i["id"] for i in demo.store.incidents.values() if i["status"] == "open"
         }
+
+
+def test_the_local_sign_in_page_is_styled_offline_and_lists_the_demo_users(tmp_path, manifest):
+    """The first page a citizen developer sees (`make dev`): the app's stylesheet and icon from
+    the local service itself (nothing from the network), one button per demo user with the
+    role's label, and one sentence saying production uses the company's sign-in."""
+    import contextlib
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from guardrails.core.runtime import build_runtime
+    from guardrails.testing import demo_users, run_idp, test_settings
+
+    raw = {
+        **manifest.raw,
+        "sso": {**manifest.raw["sso"], "role_labels": {"admin": "Administrator"}},
+    }
+    labelled = dataclasses.replace(manifest, raw=raw)
+    assert [u.label for u in demo_users(labelled)] == ["Requester", "Approver", "Administrator"]
+    with contextlib.ExitStack() as stack:
+        issuer = stack.enter_context(run_idp(labelled))
+        runtime = build_runtime(test_settings(tmp_path, issuer), labelled)
+        live = stack.enter_context(serve(page_app, runtime))
+        page = httpx.get(f"{live.url}/login", follow_redirects=True, timeout=10)
+        assert page.status_code == 200 and "/oauth2/authorize" in str(page.url)
+        html = page.text
+        links = re.findall(r'(?:href|src)="([^"]*)"', html)
+        assert "/_local/app.css" in links and "/_local/favicon.svg" in links
+        assert all(link.startswith("/") for link in links), links  # no CDN, no network
+        for user in demo_users(labelled):
+            assert f'value="{user.email}">Sign in as {user.label}</button>' in html
+        assert "In production, people sign in with your company's sign-in" in html
+        css = httpx.get(f"{issuer}/_local/app.css", timeout=10)
+        static = Path(__file__).parents[1] / "src/guardrails/static/app.css"
+        assert css.status_code == 200 and css.text == static.read_text()
+        assert css.headers["content-type"].startswith("text/css")
+        with signed_in(live, "admin@example.com") as client:  # the app shows the label too
+            home = client.get("/").text
+            assert '<span class="role" title="role admin">Administrator</span>' in home
+            assert 'rel="icon" href="/static/guardrails/favicon.svg"' in home
+        icon = httpx.get(f"{live.url}/favicon.ico", follow_redirects=True, timeout=10)
+        assert icon.headers["content-type"].startswith("image/svg+xml")

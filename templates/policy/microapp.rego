@@ -116,6 +116,39 @@ deny contains finding(
 	object.get(c, "sensitive_columns", null) != []
 }
 
+# ------------------------------------------------------------------ personal data declared
+# The risk tier (and so the review an app gets) depends on data.pii, so the manifest must say
+# true when a connector reads personal data (its personal_columns, which the dashboard kind's
+# starter declares) or shows masked columns in clear text to a role (unmasked_for).
+# Messages are built with concat: regopy's sprintf quotes a concat result without escaping.
+masking_of(c) := object.get(c, "masking", {})
+
+unmasked_columns(c) := sort([column | masking_of(c)[column] != "none"])
+
+pii_fix := "set data.pii: true in microapp.yaml and risk_tier: 3 (`python -m guardrails manifest tier` says why)"
+
+deny contains finding(
+	"pii-declared",
+	concat("", ["connector \"", c.name, "\" shows ", concat(", ", unmasked_columns(c)), " unmasked to the role(s) ", concat(", ", c.unmasked_for), ", but data.pii is false"]),
+	sprintf("%s, or remove unmasked_for if none of these columns is about a person", [pii_fix]),
+) if {
+	input.data.pii != true
+	some c in connectors
+	count(object.get(c, "unmasked_for", [])) > 0
+	count(unmasked_columns(c)) > 0
+}
+
+deny contains finding(
+	"pii-declared",
+	concat("", ["connector \"", c.name, "\" reads personal data (personal_columns: ", concat(", ", c.personal_columns), "), but data.pii is false"]),
+	pii_fix,
+) if {
+	input.data.pii != true
+	some c in connectors
+	count(object.get(c, "personal_columns", [])) > 0
+	count(object.get(c, "unmasked_for", [])) == 0 # else reported above
+}
+
 # ------------------------------------------------------------------ production readiness
 production if input.lifecycle.stage == "production"
 

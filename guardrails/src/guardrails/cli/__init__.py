@@ -17,6 +17,7 @@ deploy values    the Helm chart's values derived from microapp.yaml (make chart-
 deploy gate      may the app be deployed today? warns before expiry, refuses after it
 deploy record    the release's audit record: each gate's result and who approved it
 dev              run the local sign-in service and the app (make dev; needs [testing])
+a11y             check every page as each demo user with axe-core in Chromium (make a11y)
 """
 
 from __future__ import annotations
@@ -472,17 +473,36 @@ def cmd_deploy_record(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dev(args: argparse.Namespace) -> int:
+def _app_manifest():
+    """The app's manifest for the commands that start it, or None (the reason printed)."""
     from guardrails.core.manifest import ManifestError, load_manifest
-    from guardrails.testing.devserver import run_dev
 
     try:
-        manifest = load_manifest(Settings.from_env().manifest_path)
+        return load_manifest(Settings.from_env().manifest_path)
     except ManifestError as exc:
         print(f"Cannot start: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from guardrails.testing.devserver import run_dev
+
+    manifest = _app_manifest()
+    if manifest is None:
         return 1
     run_dev(manifest, port=args.port, idp_port=args.idp_port, reload=not args.no_reload)
     return 0
+
+
+def cmd_a11y(args: argparse.Namespace) -> int:
+    from guardrails.testing import free_port
+    from guardrails.testing.a11y import run
+
+    manifest = _app_manifest()
+    if manifest is None:
+        return 1
+    out = None if args.no_screenshots else Path(args.out)
+    return run(manifest, out, args.axe, port=free_port(), idp_port=free_port())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -610,6 +630,12 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--idp-port", type=int, default=9400)
     dev.add_argument("--no-reload", action="store_true")
     dev.set_defaults(func=cmd_dev)
+
+    a11y = sub.add_parser("a11y", help="axe-core on every page as each demo user (Chromium)")
+    a11y.add_argument("--out", default="var/a11y", help="where the screenshots go")
+    a11y.add_argument("--no-screenshots", action="store_true")
+    a11y.add_argument("--axe", help="axe.min.js (default: AXE_JS, or .tools/node_modules)")
+    a11y.set_defaults(func=cmd_a11y)
 
     args = parser.parse_args(argv)
     return args.func(args)

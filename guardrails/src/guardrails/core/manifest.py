@@ -194,6 +194,11 @@ class Manifest:
         """Role name -> identity-provider groups whose members hold it."""
         return {role: list(groups) for role, groups in self.raw["sso"]["roles"].items()}
 
+    def role_label(self, role: str) -> str:
+        """The name people see for `role`: `sso.role_labels`, else "pii-reader" -> "Pii reader"."""
+        labels = self.raw["sso"].get("role_labels") or {}
+        return labels.get(role) or role.replace("-", " ").capitalize()
+
     def roles_for_groups(self, groups: list[str] | tuple[str, ...]) -> frozenset[str]:
         held = set(groups)
         return frozenset(role for role, wanted in self.roles.items() if held & set(wanted))

@@ -231,22 +231,53 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+# The servers' own loggers (standard library logging): routed through the same processors,
+# so with JSON on, every line on stderr is one JSON object with the request and trace ids.
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def _access_fields(_logger, _name, event_dict):
+    """uvicorn's access line as fields: client, method, path, http_version, status."""
+    record = event_dict.get("_record")
+    args = event_dict.pop("positional_args", ())  # the record's arguments (pass_foreign_args)
+    access = record is not None and record.name == "uvicorn.access"
+    if access and isinstance(args, tuple) and len(args) == 5:
+        names = ("client", "method", "path", "http_version", "status")
+        event_dict.update(zip(names, args, strict=True))
+    return event_dict
+
+
 def configure_logging(log_format: str = "console") -> None:
-    """structlog for app and guardrails logs: JSON in production, readable on a laptop."""
+    """structlog for app and guardrails logs: JSON in production, readable on a laptop.
+
+    uvicorn's access and error lines go through the same processors and renderer (call this
+    after uvicorn has set up its logging, i.e. from the app factory, as create_app does)."""
     renderer = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_trace_ids,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _add_trace_ids,
-            renderer,
-        ],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(_CurrentStderr())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _access_fields],
+            pass_foreign_args=True,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    for name in SERVER_LOGGERS:
+        server_log = logging.getLogger(name)
+        server_log.handlers = [handler]
+        server_log.propagate = False

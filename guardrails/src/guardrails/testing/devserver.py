@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import flask
+import jinja2
 import werkzeug.serving
 from oidc_provider_mock import User as IdpUser
 from oidc_provider_mock import app as idp_app
@@ -34,6 +35,7 @@ class DemoUser:
     name: str
     groups: tuple[str, ...]
     role: str
+    label: str  # the role as people see it (manifest sso.role_labels)
 
     def claims(self) -> IdpUser:
         return IdpUser(
@@ -47,12 +49,31 @@ def demo_users(manifest: Manifest) -> list[DemoUser]:
     return [
         DemoUser(
             email=f"{role}@example.com",
-            name=f"Demo {role.replace('-', ' ').title()}",
+            name=f"Demo {manifest.role_label(role)}",
             groups=(groups[0],),
             role=role,
+            label=manifest.role_label(role),
         )
         for role, groups in manifest.roles.items()
     ]
+
+
+PAGES = Path(__file__).with_name("idp_pages")
+STATIC = Path(__file__).parent.parent / "static"
+
+
+def _dress(wsgi: flask.Flask, manifest: Manifest) -> None:
+    """The provider's pages in the app's style, from this machine (its own load a CDN)."""
+    wsgi.jinja_loader = jinja2.FileSystemLoader(str(PAGES))  # before the blueprint's pages
+    wsgi.jinja_env.globals.update(
+        app_name=manifest.name, demo_users={u.email: u for u in demo_users(manifest)}
+    )
+    for name in ("app.css", "favicon.svg"):
+        wsgi.add_url_rule(
+            f"/_local/{name}",
+            endpoint=f"local-{name}",
+            view_func=lambda name=name: flask.send_from_directory(STATIC, name),
+        )
 
 
 # issuer -> the running local provider's storage (signing key, users), for test tokens
@@ -69,6 +90,7 @@ def _storage(wsgi):
 def run_idp(manifest: Manifest, port: int = 0, host: str = "localhost"):
     """Serve the local OIDC provider in a thread; yields its issuer URL."""
     wsgi = idp_app(require_nonce=True, user_claims=[u.claims() for u in demo_users(manifest)])
+    _dress(wsgi, manifest)
     server = werkzeug.serving.make_server(host, port, wsgi, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="dev-idp", daemon=True)
     thread.start()
@@ -149,9 +171,11 @@ def app_services(var_dir: Path, manifest: Manifest):
         yield dict(env)
 
 
-def run_dev(manifest: Manifest, port: int, idp_port: int, reload: bool) -> None:
-    import uvicorn
-
+@contextlib.contextmanager
+def dev_stack(manifest: Manifest, port: int, idp_port: int):
+    """The local sign-in service and the app's own demo services (app/dev.py), with the
+    environment the app reads set for them; yields the issuer URL. `make dev` and
+    `make a11y` run the app inside it."""
     if manifest.stage == "production":
         raise SystemExit("make dev is for laptops: microapp.yaml says stage: production.")
     with contextlib.ExitStack() as stack:
@@ -167,13 +191,30 @@ def run_dev(manifest: Manifest, port: int, idp_port: int, reload: bool) -> None:
         os.environ["MICROAPP_SSO_ISSUER"] = issuer
         os.environ.setdefault("MICROAPP_BASE_URL", f"http://localhost:{port}")
         os.environ.setdefault("MICROAPP_SESSION_KEY", dev_session_key())
-        bar = "-" * 72
-        print(bar)
-        print(f"  {manifest.name}: http://localhost:{port}   (Ctrl-C stops everything)")
-        print(f"  Local sign-in service: {issuer}  - pick a demo user there:")
-        for user in demo_users(manifest):
-            print(f"    {user.email:<28} role {user.role:<12} group {user.groups[0]}")
-        print(bar, flush=True)
+        yield issuer
+
+
+def banner(manifest: Manifest, port: int, issuer: str) -> str:
+    """What `make dev` prints first: where the app and the sign-in service are, who to be."""
+    bar = "-" * 72
+    lines = [
+        bar,
+        f"  {manifest.name}: http://localhost:{port}   (Ctrl-C stops everything)",
+        f"  Local sign-in service: {issuer}  - pick a demo user there:",
+        *(
+            f"    {user.email:<28} {user.label:<24} group {user.groups[0]}"
+            for user in demo_users(manifest)
+        ),
+        bar,
+    ]
+    return "\n".join(lines)
+
+
+def run_dev(manifest: Manifest, port: int, idp_port: int, reload: bool) -> None:
+    import uvicorn
+
+    with dev_stack(manifest, port, idp_port) as issuer:
+        print(banner(manifest, port, issuer), flush=True)
         uvicorn.run(
             "app.main:build",
             factory=True,

@@ -526,6 +526,11 @@ def create_app(
         name="guardrails-static",
     )
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> RedirectResponse:
+        # Browsers ask for it before reading the page's <link rel="icon">.
+        return RedirectResponse("/static/guardrails/favicon.svg", status_code=301)
+
     async def readiness() -> tuple[int, dict[str, Any]]:
         try:
             await prepare_secrets(rt)

@@ -167,6 +167,18 @@ def transition(
             # makes this a 409, and no success event is recorded.
             previous = workflow.perform(db, req, action, user, comment)
         except workflow.Refusal as refusal:
+            if refusal.status == 400:  # a missing answer: the form again, the message beside it
+                return render(
+                    request,
+                    "detail.html",
+                    {
+                        "req": req,
+                        "actions": workflow.allowed_actions(req, user),
+                        "comment": comment,
+                        "comment_error": refusal.reason,
+                    },
+                    status_code=400,
+                )
             if refusal.status in (403, 409):
                 audit.record(
                     f"approval.{action}",

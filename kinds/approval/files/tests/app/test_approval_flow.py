@@ -104,7 +104,12 @@ def test_other_peoples_requests_are_hidden_from_requesters(live_app, as_user, de
 def test_reject_needs_a_comment_and_admin_archives(live_app, as_user, demo):
     requester, approver, admin = (as_user(demo[r]) for r in ("requester", "approver", "admin"))
     rid = submit(requester, live_app)
-    assert act(approver, live_app, rid, "reject").status_code == 400
+    refused = act(approver, live_app, rid, "reject", "  ")
+    # The form again, with the message beside the comment field, not a bare error page.
+    assert refused.status_code == 400 and 'id="comment-error"' in refused.text
+    assert 'aria-describedby="comment-error"' in refused.text and "a comment is required" in (
+        refused.text
+    )
     assert act(approver, live_app, rid, "reject", "Over budget").status_code == 200
     assert act(approver, live_app, rid, "archive").status_code == 403
     archived = act(admin, live_app, rid, "archive")
