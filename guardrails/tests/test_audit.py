@@ -355,3 +355,47 @@ def test_the_otlp_sink_sends_each_event_as_a_log_record(tmp_path):
     attributes = {a["key"]: a["value"] for a in record["attributes"]}
     assert attributes["event.id"] == {"stringValue": event["event_id"]}
     assert attributes["audit.seq"] == {"intValue": "1"}
+
+
+def test_a_replica_waits_without_spinning_while_another_holds_the_cursor(tmp_path, request):
+    """Found in a two-replica trial: while one replica delivered to a slow SIEM, the other
+    retried at once, thousands of transactions a second, and logged "recovered" meanwhile."""
+    import time as clock
+
+    from guardrails.auditing import outbox as ob
+
+    url = fresh_url("postgresql", tmp_path, request)
+    delivered = []
+
+    class Recorder:
+        name, local = "siem", False
+
+        def position(self):
+            return None
+
+        def deliver(self, events):
+            delivered.extend(events)
+
+    log = make_log(url, sinks=[Recorder()])
+    log.outbox.ensure_cursors()
+    log.record("thing.create", resource=("thing", 1))
+    calls = 0
+    real = log.outbox._deliver_batch
+
+    def counting(sink):
+        nonlocal calls
+        calls += 1
+        return real(sink)
+
+    log.outbox._deliver_batch = counting
+    other = create_engine(db.with_driver(url))
+    with other.connect() as conn, conn.begin():  # the other replica, inside its delivery
+        conn.execute(text("SELECT seq FROM guardrails_audit_cursor FOR UPDATE"))
+        started = clock.monotonic()
+        while clock.monotonic() - started < 1.0:
+            assert log.outbox.deliver() is False
+            clock.sleep(0.01)
+    other.dispose()
+    assert calls <= 1 + 1.0 / ob.ELSEWHERE_WAIT + 1, calls  # ~3 looks in a second, not ~100
+    assert log.outbox.state["siem"].failures == 0 and delivered == []
+    assert log.outbox.flush(timeout=5) and [e["action"] for e in delivered] == ["thing.create"]

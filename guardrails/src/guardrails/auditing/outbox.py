@@ -54,6 +54,8 @@ from guardrails.auditing.canonical import canonical
 log = structlog.get_logger("guardrails.auditing.outbox")
 BATCH = 200
 MAX_BACKOFF = 60.0
+BUSY = -1  # _deliver_batch: another replica holds this sink's cursor and is delivering
+ELSEWHERE_WAIT = 0.5  # seconds before looking again at a sink another replica delivers to
 
 
 class DeliveryError(RuntimeError):
@@ -302,7 +304,8 @@ class Outbox:
 
     # --- one sink, one batch
     def _deliver_batch(self, sink: Sink) -> int:
-        """Send the next batch to `sink`; returns how many events it took (0: caught up)."""
+        """Send the next batch to `sink`; returns how many events it took (0: caught up), or
+        BUSY while another replica holds the sink's cursor (it delivers those events)."""
         state = self.state[sink.name]
         with state.lock, self.sessions() as session:
             held = sink.position()
@@ -315,8 +318,7 @@ class Outbox:
                 if held is None:  # another replica holds the cursor and delivers (or none yet)
                     session.rollback()
                     self.ensure_cursors(session)
-                    self._wake.set()
-                    return 0
+                    return BUSY
             events = chain.events_after(session, held, BATCH)
             self._measure(session, sink.name, held, events)
             if events:
@@ -380,7 +382,7 @@ class Outbox:
                 caught_up = False
                 continue
             try:
-                while self._deliver_batch(sink) == BATCH:
+                while (done := self._deliver_batch(sink)) == BATCH:
                     pass
             except (DeliveryError, SQLAlchemyError, OSError) as exc:
                 caught_up = False
@@ -399,6 +401,10 @@ class Outbox:
                 state.last_error = str(exc)
                 if self.on_failure is not None:
                     self.on_failure(sink.name)
+                continue
+            if done == BUSY:  # not ours to deliver now: look again soon, without spinning, and
+                caught_up = False  # without calling a still-failing sink "recovered"
+                state.not_before = time.monotonic() + ELSEWHERE_WAIT
                 continue
             if state.failures:
                 log.info("audit delivery recovered", sink=sink.name, after=state.failures)
