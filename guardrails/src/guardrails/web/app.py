@@ -49,6 +49,7 @@ from guardrails.web.sso import (
     SSO,
     NotAuthenticated,
     ProviderError,
+    person,
     session_user,
 )
 
@@ -451,6 +452,7 @@ class Guardrails:
             loader=ChoiceLoader([*loaders, PackageLoader("guardrails", "templates")]),
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
+        env.filters["person"] = person  # a stored user id (issuer#sub) as people read it
         self.templates = Jinja2Templates(env=env, context_processors=[_common_context])
 
     def ensure_tables(self) -> None:

@@ -60,6 +60,12 @@ def user_key(issuer: str, sub: str) -> str:
     return f"{issuer}#{sub}"
 
 
+def person(user_id: str | None) -> str:
+    """A stored user id as people read it: the subject without the issuer (`issuer#sub` ->
+    `sub`, which is the e-mail with many providers); anything else as it is."""
+    return (user_id or "").rsplit("#", 1)[-1]
+
+
 @dataclass(frozen=True)
 class User:
     sub: str
@@ -764,7 +770,9 @@ def require_role(*roles: str):
                 resource=("route", request.url.path),
                 metadata={"method": request.method, "required_roles": sorted(roles)},
             )
-            raise HTTPException(403, f"This needs the {' or '.join(roles)} role.")
+            manifest = request.app.state.guardrails.manifest
+            labels = [manifest.role_label(role) for role in roles]
+            raise HTTPException(403, f"This needs the role {' or '.join(labels)}.")
         return user
 
     dependency.__name__ = f"require_role_{'_'.join(roles)}"
