@@ -4,7 +4,7 @@
 import httpx
 import pytest
 
-from app.incidents import ADAPTERS, NotFound, ProviderError
+from app.incidents import ADAPTERS, NotFound, ProviderError, Refused
 from guardrails.testing import serve_demo_incidents
 
 SECRET = "adapter-tests-secret"  # pragma: allowlist secret (the demo service's, made up here)
@@ -41,7 +41,10 @@ def test_adapter_round_trip(service, kind, prefix):
     assert store.incidents[first.id]["updated_by"] == "r@example.com"
     targets = adapter.targets(first.id)
     assert [t.id for t in targets] == ["1", "2", "3"] and "Secondary" in targets[1].name
+    store.incidents[first.id]["escalation_level"] = 1  # the store is shared by both adapters
     assert adapter.escalate(first.id, "3", by="r@example.com").escalation_level == 3
+    with pytest.raises(Refused):  # escalation never goes back down (the service refuses: 400)
+        adapter.escalate(first.id, "2", by="r@example.com")
     note = adapter.add_note(first.id, f"{kind}: looking into it", by="r@example.com")
     assert note.author == "r@example.com"
     assert adapter.notes(first.id)[-1].text == f"{kind}: looking into it"
