@@ -107,60 +107,31 @@ def ensure_head(engine: Engine, app_id: str) -> None:
 
 def append(session: Session, app_id: str, event: dict[str, Any]) -> dict[str, Any]:
     """Chain `event` and add it to `session`'s transaction; returns the chained event."""
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-    taken = conn.execute(
-        update(AuditHead).where(AuditHead.chain == app_id).values(seq=AuditHead.seq + 1)
-    )
-    if taken.rowcount != 1:  # no head row yet (a database made before this app's first start)
-        session.add(AuditHead(chain=app_id, seq=1, hash=GENESIS))
-        session.flush()
-    seq, prev = conn.execute(
-        select(AuditHead.seq, AuditHead.hash).where(AuditHead.chain == app_id)
-    ).one()
-    chained = {**event, "seq": seq, "prev_hash": prev}
-    chained["hash"] = event_hash(chained)
-    resource = event.get("resource") or {}
-    conn.execute(
-        AuditEventRow.__table__.insert().values(
-            seq=seq,
-            event_id=event["event_id"],
-            timestamp=event["timestamp"],
-            action=event["action"][:120],
-            result=event["result"],
-            resource_type=resource.get("type"),
-            resource_id=None if resource.get("id") is None else str(resource["id"])[:254],
-            prev_hash=prev,
-            hash=chained["hash"],
-            body=canonical(chained),
-        )
-    )
-    conn.execute(update(AuditHead).where(AuditHead.chain == app_id).values(hash=chained["hash"]))
-    return chained
+    return extend(session, app_id, [event])[0]
 
 
-def extend(session: Session, app_id: str, events: list[dict[str, Any]]) -> None:
-    """Chain many events at once in `session`'s transaction (bulk loads such as the test kit's
-    seeding): one lock on the head, one multi-row INSERT, the head moved once."""
+def extend(session: Session, app_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chain `events` in `session`'s transaction; returns them chained. One lock on the head (it
+    is held until the transaction ends), one INSERT, the head moved once: one event from the web
+    app, or many at once from a bulk load such as the test kit's seeding."""
     if not events:
-        return
+        return []
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
     taken = conn.execute(
         update(AuditHead).where(AuditHead.chain == app_id).values(seq=AuditHead.seq + len(events))
     )
-    if taken.rowcount != 1:
+    if taken.rowcount != 1:  # no head row yet (a database made before this app's first start)
         session.add(AuditHead(chain=app_id, seq=len(events), hash=GENESIS))
         session.flush()
     last, prev = conn.execute(
         select(AuditHead.seq, AuditHead.hash).where(AuditHead.chain == app_id)
     ).one()
-    rows = []
+    chained_events, rows = [], []
     for seq, event in enumerate(events, start=last - len(events) + 1):
         chained = {**event, "seq": seq, "prev_hash": prev}
-        chained["hash"] = prev_next = event_hash(chained)
+        chained["hash"] = event_hash(chained)
         resource = event.get("resource") or {}
         rows.append(
             {
@@ -172,13 +143,15 @@ def extend(session: Session, app_id: str, events: list[dict[str, Any]]) -> None:
                 "resource_type": resource.get("type"),
                 "resource_id": None if resource.get("id") is None else str(resource["id"])[:254],
                 "prev_hash": prev,
-                "hash": prev_next,
+                "hash": chained["hash"],
                 "body": canonical(chained),
             }
         )
-        prev = prev_next
+        chained_events.append(chained)
+        prev = chained["hash"]
     conn.execute(AuditEventRow.__table__.insert(), rows)
     conn.execute(update(AuditHead).where(AuditHead.chain == app_id).values(hash=prev))
+    return chained_events
 
 
 def events_after(session: Session, seq: int, limit: int) -> list[dict[str, Any]]:

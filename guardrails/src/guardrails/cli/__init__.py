@@ -211,6 +211,15 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return status
 
 
+def _chain_broken(where: str, after: str, problems: list[str], advice: str) -> int:
+    """Report a broken audit chain (a file or the database) and what to keep; exit status 1."""
+    print(f"{where}: audit chain BROKEN after {after}:", file=sys.stderr)
+    for problem in problems:
+        print(f"  - {problem}", file=sys.stderr)
+    print(advice, file=sys.stderr)
+    return 1
+
+
 def _verify_audit_file(path: Path) -> int:
     from guardrails.auditing.log import verify_file
 
@@ -218,11 +227,12 @@ def _verify_audit_file(path: Path) -> int:
     for note in result.notes:
         print(f"{path}: note: {note}", file=sys.stderr)
     if not result.ok:
-        print(f"{path}: audit chain BROKEN after {result.events} line(s):", file=sys.stderr)
-        for problem in result.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        print("Keep this file as evidence and tell the CoE security team.", file=sys.stderr)
-        return 1
+        return _chain_broken(
+            f"{path}",
+            f"{result.events} line(s)",
+            result.problems,
+            "Keep this file as evidence and tell the CoE security team.",
+        )
     if result.events == 0:
         print(f"{path}: no audit events yet.")
     else:
@@ -260,11 +270,12 @@ def _verify_audit_database(url: str | None) -> int:
     finally:
         engine.dispose()
     if not result.ok:
-        print(f"{shown}: audit chain BROKEN after {result.events} event(s):", file=sys.stderr)
-        for problem in result.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        print("Keep a copy of the database and tell the CoE security team.", file=sys.stderr)
-        return 1
+        return _chain_broken(
+            shown,
+            f"{result.events} event(s)",
+            result.problems,
+            "Keep a copy of the database and tell the CoE security team.",
+        )
     print(
         f"{shown}: {result.events} event(s), hash chain intact, head {result.head_hash}."
         if result.events
