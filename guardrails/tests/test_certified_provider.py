@@ -9,6 +9,7 @@ import base64
 import copy
 import dataclasses
 import json
+import os
 import time
 
 import httpx
@@ -18,6 +19,7 @@ from joserfc.jwk import ECKey, RSAKey
 from guardrails.core.manifest import Manifest, validate
 from guardrails.core.runtime import build_runtime
 from guardrails.testing import free_port, serve, test_settings
+from guardrails.testing import oidc_provider
 from guardrails.testing.oidc_provider import client, serve_oidc_provider, unavailable
 
 from .conftest import tiny_app
@@ -352,3 +354,39 @@ def test_provider_key_rotation_while_the_app_runs(tmp_path, manifest):
                 access = op.tokens("api-caller", SECRET, "bob", callback, "openid api", API)
                 assert _bearer(live, access["access_token"]).status_code == 200
     assert kids[0] != kids[1]
+
+
+# ---------------------------------------------------------------------- a start that stalls
+def test_a_start_that_stalls_is_diagnosed_and_retried(tmp_path, monkeypatch, capsys):
+    """A node that says nothing (once on a busy CI machine) is asked for its diagnostic report,
+    killed and started again; one that never starts fails with what each attempt showed."""
+    monkeypatch.setattr(oidc_provider, "READY_WAIT", 1)
+    marker = tmp_path / "stalled-once"
+    script = tmp_path / "stall.mjs"
+    script.write_text(
+        "import fs from 'node:fs';\n"
+        f"const marker = {json.dumps(str(marker))};\n"
+        "if (process.env.STALL_ALWAYS || !fs.existsSync(marker)) {\n"
+        "  fs.writeFileSync(marker, 'x');\n"
+        "  setInterval(() => {}, 1000);\n"
+        "} else { process.stdout.write('READY now\\n'); setInterval(() => {}, 1000); }\n"
+    )
+    process, errors = oidc_provider._start_node(dict(os.environ), script)
+    process.kill()
+    process.wait()
+    process.stdout.close()
+    errors.close()
+    said = capsys.readouterr().err
+    assert "after 1 stalled start" in said and '"active_handles"' in said, said
+
+    with pytest.raises(RuntimeError, match="no READY line within 1 s") as failed:
+        oidc_provider._start_node({**os.environ, "STALL_ALWAYS": "1"}, script)
+    assert str(failed.value).count("no READY line") == oidc_provider.STARTS
+
+
+def test_a_start_that_fails_is_not_retried(tmp_path):
+    script = tmp_path / "broken.mjs"
+    script.write_text("console.error('bad configuration'); process.exit(3);\n")
+    with pytest.raises(RuntimeError, match="bad configuration") as failed:
+        oidc_provider._start_node(dict(os.environ), script)
+    assert "stalled" not in str(failed.value)

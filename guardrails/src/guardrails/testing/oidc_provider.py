@@ -24,7 +24,9 @@ import re
 import secrets
 import select
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 import typing
@@ -206,6 +208,83 @@ class OIDCProvider:
             return answer.json()
 
 
+STARTS = 3  # attempts before giving up: a start that stalls is retried, not failed
+READY_WAIT = 45  # seconds for one attempt's READY line
+
+
+def _start_node(
+    env: dict[str, str], script: Path = SCRIPT
+) -> tuple[subprocess.Popen, typing.IO[str]]:
+    """Start the provider and wait for its READY line; a start that says nothing in READY_WAIT
+    seconds (seen once on a busy CI machine) is diagnosed (node's own report of where it
+    stands, asked for with SIGUSR2), killed and tried again, STARTS times at most. A provider
+    that exits at once (a bad configuration, a port taken) fails at once, with its error."""
+    stalls = []
+    for _attempt in range(STARTS):
+        errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 - the caller closes it
+        reports = tempfile.mkdtemp(prefix="oidc-provider-report-")
+        process = subprocess.Popen(  # noqa: S603 - our script, our configuration
+            [
+                shutil.which("node") or "node",
+                "--report-on-signal",
+                "--report-signal=SIGUSR2",
+                f"--report-directory={reports}",
+                str(script),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
+        ready, _, _ = select.select([process.stdout], [], [], READY_WAIT)
+        line = process.stdout.readline() if ready else ""
+        if line.startswith("READY"):
+            shutil.rmtree(reports, ignore_errors=True)
+            if stalls:
+                sys.stderr.write(f"oidc-provider started after {len(stalls)} stalled start(s):\n")
+                sys.stderr.write("\n".join(stalls) + "\n")
+            return process, errors
+        stalled = not ready and process.poll() is None
+        if stalled:
+            process.send_signal(signal.SIGUSR2)
+            written = time.monotonic() + 3
+            while time.monotonic() < written and not any(Path(reports).glob("*.json")):
+                time.sleep(0.05)
+            time.sleep(0.1)  # the report is written whole before the next one is looked at
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        errors.seek(0)
+        said = errors.read()[-2000:]
+        errors.close()
+        if not stalled:
+            shutil.rmtree(reports, ignore_errors=True)
+            raise RuntimeError(f"oidc-provider did not start: {line}{said}")
+        stalls.append(
+            f"no READY line within {READY_WAIT} s; stderr: {said.strip()}; "
+            f"node's report: {_node_report(reports)}"
+        )
+        shutil.rmtree(reports, ignore_errors=True)
+    raise RuntimeError("oidc-provider did not start:\n" + "\n".join(stalls))
+
+
+def _node_report(folder: str) -> str:
+    """The JavaScript stack and active handles from node's diagnostic report, if it wrote one."""
+    for path in Path(folder).glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            report = json.loads(path.read_text())
+            stack = report.get("javascriptStack", {})
+            handles = [h.get("type") for h in report.get("libuv", []) if h.get("is_active")]
+            return json.dumps(
+                {
+                    "message": stack.get("message"),
+                    "stack": stack.get("stack", [])[:12],
+                    "active_handles": handles,
+                }
+            )
+    return "(none written)"
+
+
 @contextlib.contextmanager
 def serve_oidc_provider(
     *,
@@ -246,25 +325,9 @@ def serve_oidc_provider(
         "OIDC_PROVIDER_MODULE": str(folder / "node_modules" / "oidc-provider" / "lib/index.js"),
         "NODE_ENV": "test",
     }
-    errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(  # noqa: S603 - our script, our configuration
-        [shutil.which("node") or "node", str(SCRIPT)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=errors,
-        text=True,
-    )
+    process, errors = _start_node(env)
     try:
-        # wait for its READY line a minute at most (node starts slowly on a busy machine): a
-        # provider that never says it listens must not hang the whole test run
-        ready, _, _ = select.select([process.stdout], [], [], 60)
-        line = process.stdout.readline() if ready else "(no READY line within 60 s)\n"
         deadline = time.monotonic() + 20
-        if not line.startswith("READY"):
-            process.kill()
-            process.wait()
-            errors.seek(0)
-            raise RuntimeError(f"oidc-provider did not start: {line}{errors.read()[-2000:]}")
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
                 discovery = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
