@@ -15,6 +15,11 @@ PYTEST_ARGS ?=
 # uv installs everything; on a machine without it, `make setup` puts one into .uv/ with pip.
 UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
+# Python keeps the bytecode of what it imports (.pyc) in .venv and in the apps the tests make,
+# even where PYTHONDONTWRITEBYTECODE is set in the environment (it is on some CI images): the
+# tests start hundreds of Python processes, and without the cache each one compiles FastAPI,
+# SQLAlchemy and OpenTelemetry from source again (about 4 s of a 6 s start).
+export PYTHONDONTWRITEBYTECODE :=
 # The guardrails wheel built from this working tree: generated apps install it from here when
 # no company index serves it (make demo, the tests).
 WHEELHOUSE := $(CURDIR)/.wheelhouse

@@ -14,6 +14,7 @@ the web app starts, it still starts (`defer_secrets`) and answers 503 until Vaul
 
 from __future__ import annotations
 
+import functools
 import secrets
 import threading
 from contextlib import contextmanager
@@ -46,8 +47,11 @@ log = structlog.get_logger("guardrails.runtime")
 LOCAL_CLIENT_SECRET = "local-sign-in-service"  # noqa: S105  # pragma: allowlist secret
 
 
+@functools.cache
 def app_version() -> str:
-    """The owner's app version from pyproject.toml (installed distribution), if known."""
+    """The owner's app version from pyproject.toml (installed distribution), if known. Read
+    once per process: finding which distribution holds `app` reads every installed package's
+    file list (over a second in a large environment, paid by each runtime built before)."""
     for dist in metadata.packages_distributions().get("app", []):
         try:
             return metadata.version(dist)

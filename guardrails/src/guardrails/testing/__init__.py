@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -59,6 +61,15 @@ __all__ = [
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
+@functools.cache
+def tls() -> ssl.SSLContext:
+    """One TLS context for every test client: httpx otherwise reads the whole CA bundle again
+    for each new client (tens of milliseconds each, thousands of clients in a test run)."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -76,7 +87,9 @@ class LiveApp:
         return self.runtime.settings.audit_file
 
     def client(self) -> httpx.Client:
-        return httpx.Client(follow_redirects=True, timeout=15, headers={"accept": "text/html"})
+        return httpx.Client(
+            follow_redirects=True, timeout=15, headers={"accept": "text/html"}, verify=tls()
+        )
 
     def audit_events(self) -> list[dict]:
         return audit_events(self.runtime)
@@ -208,7 +221,11 @@ def signed_in(app: LiveApp, email: str, next_path: str = "/") -> Iterator[Signed
     Relative URLs go to the app: `client.get("/")`, `client.post_form("/x", {"a": 1})`.
     """
     with SignedInClient(
-        base_url=app.url, follow_redirects=True, timeout=15, headers={"accept": "text/html"}
+        base_url=app.url,
+        follow_redirects=True,
+        timeout=15,
+        headers={"accept": "text/html"},
+        verify=tls(),
     ) as client:
         page = login(client, app, email, next_path)
         found = CSRF_INPUT.search(page.text)
@@ -231,7 +248,7 @@ def provider_id_token(issuer: str, client_id: str, email: str) -> str:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
     redirect_uri = "http://localhost/callback"
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=10, verify=tls()) as http:
         config = http.get(f"{issuer}/.well-known/openid-configuration").json()
         params = {
             "response_type": "code",

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import httpx
 
+from guardrails.testing import tls
+
 SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
 FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*>(.*?)</form>', re.S)
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
@@ -111,7 +113,7 @@ class OIDCProvider:
 
     def metadata(self) -> dict:
         discovery = f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
-        return httpx.get(discovery, timeout=10).json()
+        return httpx.get(discovery, timeout=10, verify=tls()).json()
 
     def complete_interactions(self, http: httpx.Client, page: httpx.Response, login: str):
         """Fill in the provider's own pages (login form, consent) until it sends the browser
@@ -174,7 +176,7 @@ class OIDCProvider:
         if resource:
             params["resource"] = resource
         meta = self.metadata()
-        with httpx.Client(timeout=10, follow_redirects=False) as http:
+        with httpx.Client(timeout=10, follow_redirects=False, verify=tls()) as http:
             page = http.get(meta["authorization_endpoint"], params=params)
             for _ in range(10):  # follow the provider's own redirects and pages only
                 location = page.headers.get("location")
@@ -331,7 +333,7 @@ def serve_oidc_provider(
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
                 discovery = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
-                if httpx.get(discovery, timeout=2).status_code == 200:
+                if httpx.get(discovery, timeout=2, verify=tls()).status_code == 200:
                     break
             time.sleep(0.1)
         yield OIDCProvider(issuer=issuer, process=process, errors=errors)
