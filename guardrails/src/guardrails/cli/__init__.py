@@ -354,15 +354,15 @@ def cmd_db_check(_args: argparse.Namespace) -> int:
 def cmd_db_revision(args: argparse.Namespace) -> int:
     from guardrails.core import migrate
 
-    engine, settings = _db_engine()
-    try:
-        projects = _projects(settings)
-        migrate.upgrade(engine, projects)  # compare the models with the newest schema
+    projects = _projects(Settings.from_env())
+    # the models are compared with a scratch database at the newest revision, as `db check`
+    # does: the app's own database (DATABASE_URL) is neither read nor migrated
+    with migrate.scratch_engine(projects) as engine:
         path = migrate.revision(projects[1], args.message, engine)
-    finally:
-        engine.dispose()
     if found := path:
         print(f"wrote {found}: read it, adjust it if needed, commit it; then make db-upgrade")
+    else:
+        print("no revision written: the models and the migrations already agree")
     return 0
 
 

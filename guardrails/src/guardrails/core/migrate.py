@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import importlib
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,27 +155,36 @@ def behind(engine: Engine, projects: list[Project]) -> list[str]:
     return late
 
 
-def differences(projects: list[Project]) -> list[str]:
-    """How the models differ from what their migrations make (empty: they agree)."""
-    found: list[str] = []
+@contextmanager
+def scratch_engine(projects: list[Project]) -> Iterator[Engine]:
+    """A throw-away SQLite database migrated to the newest revision of `projects`: what the
+    models are compared with, by `db check` and by `db revision` alike (never the app's own
+    database, which a revision must not migrate as a side effect)."""
     with tempfile.TemporaryDirectory() as folder:
         engine = db.make_engine(f"sqlite:///{folder}/check.db")
         try:
             upgrade(engine, projects)
-            for project in projects:
-                with engine.connect() as conn:
-                    context = MigrationContext.configure(
-                        conn,
-                        opts={
-                            "version_table": project.version_table,
-                            "include_object": _include(project),
-                            "compare_type": True,
-                        },
-                    )
-                    for diff in compare_metadata(context, project.metadata):
-                        found.append(f"{project.name}: {_describe(diff)}")
+            yield engine
         finally:
             engine.dispose()
+
+
+def differences(projects: list[Project]) -> list[str]:
+    """How the models differ from what their migrations make (empty: they agree)."""
+    found: list[str] = []
+    with scratch_engine(projects) as engine:
+        for project in projects:
+            with engine.connect() as conn:
+                context = MigrationContext.configure(
+                    conn,
+                    opts={
+                        "version_table": project.version_table,
+                        "include_object": _include(project),
+                        "compare_type": True,
+                    },
+                )
+                for diff in compare_metadata(context, project.metadata):
+                    found.append(f"{project.name}: {_describe(diff)}")
     return found
 
 
