@@ -139,6 +139,20 @@ def check_pages(
                         parts = urlsplit(href)
                         if href.startswith(base_url) and not SKIP.search(parts.path):
                             queue.append(parts.path + (f"?{parts.query}" if parts.query else ""))
+                if number == 1:  # pages no link leads to, once: an error page and signing out
+                    tab.goto(f"{base_url}/no-such-page")
+                    pages.append(_check(tab, user, "/no-such-page (not found)", shots))
+                    tab.goto(f"{base_url}/")
+                    tab.click('form[action="/logout"] button[type="submit"]')
+                    tab.wait_for_load_state()
+                    # the provider's own sign-out page (confirm), then the app's signed-out page
+                    pages.append(_check(tab, user, f"{shape(tab.url)} (signing out)", shots))
+                    confirm = tab.locator('form button[type="submit"]')
+                    if not tab.url.startswith(base_url) and confirm.count() == 1:
+                        confirm.click()
+                        tab.wait_for_load_state()
+                        pages.append(_check(tab, user, f"{shape(tab.url)} (signed out)", shots))
+                    seen.update({"not found", "signed out"})
                 say(f"    {user}: {len(seen)} page(s) checked ({number}/{len(users)} users)")
                 context.close()
         finally:
