@@ -18,8 +18,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from guardrails.core.manifest import Manifest, validate
 from guardrails.core.runtime import build_runtime
-from guardrails.testing import free_port, serve, test_settings
-from guardrails.testing import oidc_provider
+from guardrails.testing import free_port, oidc_provider, serve, test_settings
 from guardrails.testing.oidc_provider import client, serve_oidc_provider, unavailable
 
 from .conftest import tiny_app
