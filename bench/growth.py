@@ -158,6 +158,16 @@ class Databases:
 
 def seed(app: Path, env: dict, rows: int) -> float:
     started = time.perf_counter()
+    # the schema first, as a deployment does (only a laptop's SQLite is upgraded at start-up)
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "guardrails", "db", "upgrade"],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if upgrade.returncode:
+        raise RuntimeError(f"db upgrade failed:\n{upgrade.stdout}{upgrade.stderr[-3000:]}")
     done = subprocess.run(
         [sys.executable, "-m", "guardrails.testing", "seed", f"--rows={rows}"],
         cwd=app,
