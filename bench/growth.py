@@ -159,32 +159,23 @@ class Databases:
         return self.pg_url.rsplit("/", 1)[0] + f"/growth_{self.n}"
 
 
+def in_app(app: Path, env: dict, what: str, *args: str) -> None:
+    """`python *args` in the app's folder with its environment; raises with its output."""
+    done = subprocess.run([sys.executable, *args], cwd=app, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{what} failed:\n{done.stdout}{done.stderr[-3000:]}")
+
+
 def seed(app: Path, env: dict, rows: int) -> float:
     started = time.perf_counter()
     # the schema first, as a deployment does (only a laptop's SQLite is upgraded at start-up)
-    upgrade = subprocess.run(
-        [sys.executable, "-m", "guardrails", "db", "upgrade"],
-        cwd=app,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if upgrade.returncode:
-        raise RuntimeError(f"db upgrade failed:\n{upgrade.stdout}{upgrade.stderr[-3000:]}")
-    done = subprocess.run(
-        [sys.executable, "-m", "guardrails.testing", "seed", f"--rows={rows}"],
-        cwd=app,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode:
-        raise RuntimeError(f"seeding {rows} rows failed:\n{done.stdout}{done.stderr[-3000:]}")
+    in_app(app, env, "db upgrade", "-m", "guardrails", "db", "upgrade")
+    in_app(app, env, f"seeding {rows} rows", "-m", "guardrails.testing", "seed", f"--rows={rows}")
     # The seeding command gives the audit export 5 s; a big seed leaves a backlog that the app
     # would deliver while it is measured. An app in use has its export current: deliver it now.
     flush = "from guardrails.core.runtime import runtime\n"
     flush += "with runtime() as rt:\n    assert rt.audit_log.outbox.flush(timeout=900)\n"
-    subprocess.run([sys.executable, "-c", flush], cwd=app, env=env, check=True)
+    in_app(app, env, "delivering the audit export", "-c", flush)
     return time.perf_counter() - started
 
 
