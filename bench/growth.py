@@ -4,9 +4,12 @@ Growth curve: an approval app (rendered from this working tree with copier) is s
 10, 1,000, 10,000 and 100,000 requests (`python -m guardrails.testing seed`), on SQLite and on
 a throw-away PostgreSQL cluster (guardrails.testing.postgres), and for each size its main list
 (GET / signed in as the approver: the paged list, the "waiting for your decision" list and
-their counts) is driven for a fixed time at 8 connections. Reported per size: requests/s, p50
+their counts) is driven for a fixed time at 8 connections, once with `ui.page_size: 10` (every
+size then shows 10 rows, as the 10-row anchor does: the curve isolates the data's cost) and once
+with the default 50. The sizes are measured in turn, two rounds (medians reported), so a busy
+spell on a shared machine hits them alike. Reported per size and page size: requests/s, p50
 and p99 latency, the app process's RSS after the run, and each as a ratio to the 10-row anchor
-measured in the same run.
+at the same page size, measured in the same run.
 
 Soak: the app seeded with 10,000 requests serves, for 5 minutes, signed-in reads of the main
 list (6 connections) and submissions of new requests (2 connections) at once, exporting its
@@ -156,17 +159,23 @@ class Databases:
         return self.pg_url.rsplit("/", 1)[0] + f"/growth_{self.n}"
 
 
+def in_app(app: Path, env: dict, what: str, *args: str) -> None:
+    """`python *args` in the app's folder with its environment; raises with its output."""
+    done = subprocess.run([sys.executable, *args], cwd=app, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{what} failed:\n{done.stdout}{done.stderr[-3000:]}")
+
+
 def seed(app: Path, env: dict, rows: int) -> float:
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "guardrails.testing", "seed", f"--rows={rows}"],
-        cwd=app,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode:
-        raise RuntimeError(f"seeding {rows} rows failed:\n{done.stdout}{done.stderr[-3000:]}")
+    # the schema first, as a deployment does (only a laptop's SQLite is upgraded at start-up)
+    in_app(app, env, "db upgrade", "-m", "guardrails", "db", "upgrade")
+    in_app(app, env, f"seeding {rows} rows", "-m", "guardrails.testing", "seed", f"--rows={rows}")
+    # The seeding command gives the audit export 5 s; a big seed leaves a backlog that the app
+    # would deliver while it is measured. An app in use has its export current: deliver it now.
+    flush = "from guardrails.core.runtime import runtime\n"
+    flush += "with runtime() as rt:\n    assert rt.audit_log.outbox.flush(timeout=900)\n"
+    in_app(app, env, "delivering the audit export", "-c", flush)
     return time.perf_counter() - started
 
 
@@ -181,52 +190,95 @@ def app_env(base: dict, app: Path, work: Path, issuer: str, url: str, tag: str) 
     }
 
 
+def set_page_size(app: Path, size: int) -> None:
+    """The app's `ui.page_size` (read at start-up): the rendered manifest plus a `ui` block."""
+    manifest = app / "microapp.yaml"
+    original = app / "microapp.yaml.orig"
+    if not original.exists():
+        original.write_bytes(manifest.read_bytes())
+    manifest.write_text(f"{original.read_text()}\nui:\n  page_size: {size}\n")
+
+
+def measure_list(args, app: Path, work: Path, env: dict, tag: str) -> dict:
+    server = start_server(tag, "app.main:build", app, work, env)
+    try:
+        cookie, _ = sign_in(server.url, "approver@example.com")
+        load(server.port, "/", cookie, args.connections, args.warmup)
+        report = load(server.port, "/", cookie, args.connections, args.duration)
+        if report["ok"] != report["requests"] or report["socket_errors"]:
+            raise RuntimeError(f"{tag}: failed requests: {report}")
+        return {
+            "rps": report["rps"],
+            "p50_ms": report["latency_ms"]["p50"],
+            "p99_ms": report["latency_ms"]["p99"],
+            "rss_mib": rss_mib(server.process.pid),
+            "requests": report["requests"],
+        }
+    finally:
+        server.stop()
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def growth(
     args, app: Path, work: Path, issuer: str, base: dict, engine: str, pg_url: str | None
 ) -> list[dict]:
+    """Seed a database of each size, then measure every (size, page size) in turn, round after
+    round: a busy spell on a shared machine then hits every size alike. Each figure is the
+    median of the rounds; ratios are to the first size at the same page size."""
     dbs = Databases(engine, work, pg_url)
-    rows_out = []
+    envs = {}
     for size in args.sizes:
-        url = dbs.fresh()
-        env = app_env(base, app, work, issuer, url, f"{engine}-{size}")
-        seconds = seed(app, env, size)
-        server = start_server(f"growth-{engine}-{size}", "app.main:build", app, work, env)
-        try:
-            cookie, _ = sign_in(server.url, "approver@example.com")
-            load(server.port, "/", cookie, args.connections, args.warmup)
-            report = load(server.port, "/", cookie, args.connections, args.duration)
-            if report["ok"] != report["requests"] or report["socket_errors"]:
-                raise RuntimeError(f"{engine} {size}: failed requests: {report}")
-            rows_out.append(
+        env = app_env(base, app, work, issuer, dbs.fresh(), f"{engine}-{size}")
+        envs[size] = (env, seed(app, env, size))
+        print(f"  {engine:10} {size:>7} rows seeded in {envs[size][1]:.1f} s", flush=True)
+    runs: dict[tuple[int, int], list[dict]] = {}
+    for n in range(args.rounds):
+        for size in args.sizes:
+            for page in args.page_sizes if n % 2 == 0 else args.page_sizes[::-1]:
+                set_page_size(app, page)
+                run = measure_list(args, app, work, envs[size][0], f"growth-{engine}-{size}")
+                runs.setdefault((size, page), []).append(run)
+                print(
+                    f"  {engine:10} {size:>7} rows, page {page:>3}, round {n + 1}: "
+                    f"{run['rps']:7.1f} req/s  p99 {run['p99_ms']:7.1f} ms  "
+                    f"RSS {run['rss_mib']:6.1f} MiB",
+                    flush=True,
+                )
+    rows_out = []
+    for page in args.page_sizes:
+        curve = []
+        for size in args.sizes:
+            measured = runs[(size, page)]
+            curve.append(
                 {
                     "engine": engine,
                     "rows": size,
-                    "seed_s": seconds,
-                    "rps": report["rps"],
-                    "p50_ms": report["latency_ms"]["p50"],
-                    "p99_ms": report["latency_ms"]["p99"],
-                    "rss_mib": rss_mib(server.process.pid),
-                    "requests": report["requests"],
+                    "page_size": page,
+                    "shown": min(size, page),
+                    "seed_s": envs[size][1],
+                    "rounds": measured,
+                    **{k: median([r[k] for r in measured]) for k in measured[0]},
                 }
             )
-            print(
-                f"  {engine:10} {size:>7} rows: {report['rps']:7.1f} req/s  "
-                f"p99 {report['latency_ms']['p99']:7.1f} ms  "
-                f"RSS {rows_out[-1]['rss_mib']:6.1f} MiB  (seeded in {seconds:.1f} s)",
-                flush=True,
-            )
-        finally:
-            server.stop()
-    anchor = rows_out[0]
-    # The 10-row page shows 10 rows, bigger ones a full page: the first full page is a second
-    # anchor that separates "more rows on the page" from "more rows in the database".
-    full = next((r for r in rows_out if r["rows"] >= 1000), anchor)
-    for row in rows_out:
-        row["rps_ratio"] = row["rps"] / anchor["rps"]
-        row["p99_ratio"] = row["p99_ms"] / anchor["p99_ms"]
-        row["rss_ratio"] = row["rss_mib"] / anchor["rss_mib"]
-        row["rps_full_ratio"] = row["rps"] / full["rps"]
-        row["p99_full_ratio"] = row["p99_ms"] / full["p99_ms"]
+        anchor = curve[0]
+        # With a page larger than the anchor's rows, the anchor shows fewer rows than a full
+        # page: the first full page is a second anchor that separates "more rows on the page"
+        # from "more rows in the database".
+        full = next((r for r in curve if r["rows"] >= page), anchor)
+        for row in curve:
+            row["rps_ratio"] = row["rps"] / anchor["rps"]
+            row["p99_ratio"] = row["p99_ms"] / anchor["p99_ms"]
+            row["rss_ratio"] = row["rss_mib"] / anchor["rss_mib"]
+            row["rps_full_ratio"] = row["rps"] / full["rps"]
+            row["p99_full_ratio"] = row["p99_ms"] / full["p99_ms"]
+        rows_out += curve
+    original = app / "microapp.yaml.orig"
+    (app / "microapp.yaml").write_bytes(original.read_bytes())  # the default page size again
     return rows_out
 
 
@@ -419,16 +471,16 @@ def soak(args, app: Path, work: Path, issuer: str, base: dict) -> dict:
 
 def table(rows: list[dict]) -> str:
     out = [
-        "| engine | rows | req/s | x 10-row | x 1,000-row | p50 ms | p99 ms | x 10-row "
-        "| x 1,000-row | RSS MiB | x 10-row |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| engine | page size | rows | shown | req/s | x first | x first full | p50 ms | p99 ms "
+        "| x first | x first full | RSS MiB | x first |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         out.append(
-            f"| {r['engine']} | {r['rows']:,} | {r['rps']:.0f} | {r['rps_ratio']:.2f} | "
-            f"{r['rps_full_ratio']:.2f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-            f"{r['p99_ratio']:.2f} | {r['p99_full_ratio']:.2f} | "
-            f"{r['rss_mib']:.0f} | {r['rss_ratio']:.2f} |"
+            f"| {r['engine']} | {r['page_size']} | {r['rows']:,} | {r['shown']} | "
+            f"{r['rps']:.0f} | {r['rps_ratio']:.2f} | {r['rps_full_ratio']:.2f} | "
+            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['p99_ratio']:.2f} | "
+            f"{r['p99_full_ratio']:.2f} | {r['rss_mib']:.0f} | {r['rss_ratio']:.2f} |"
         )
     return "\n".join(out)
 
@@ -455,12 +507,21 @@ def main() -> int:
     parser.add_argument("--kinds", default="approval,dashboard", help="whose main list")
     parser.add_argument("--sizes", help="comma-separated row counts (the first is the anchor)")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--page-sizes",
+        default="10,50",
+        help="ui.page_size values, each a curve (10: every size shows 10 rows, like the 10-row "
+        "anchor; 50: the default)",
+    )
+    parser.add_argument("--rounds", type=int, help="rounds over all sizes (median reported)")
     args = parser.parse_args()
     sizes = args.sizes
     for key, value in (QUICK if args.quick else FULL).items():
         setattr(args, key, value)
     if sizes:
         args.sizes = [int(s) for s in sizes.split(",")]
+    args.page_sizes = [int(s) for s in args.page_sizes.split(",")]
+    args.rounds = args.rounds or (1 if args.quick else 2)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     report: dict = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

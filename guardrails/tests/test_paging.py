@@ -102,6 +102,21 @@ def test_counts_match_the_filtered_rows(db):
     assert count_rows(db.execute, select(Item).where(Item.team == "team-3")) == 143
 
 
+def test_a_count_is_answered_from_the_index_alone(db):
+    """The capped count selects the constant 1, not the columns: an index on the filter column
+    answers it without reading a row (SQLite's COVERING INDEX), so a badge costs the same at
+    any size. A DISTINCT count still counts distinct values."""
+    statements = db.info["statements"]
+    statements.clear()
+    assert count_rows(db.scalars, select(Item).where(Item.status == "open"), cap=100) == 100
+    ((sql, params),) = statements
+    assert "count(*)" in sql and "SELECT 1" in sql and "item.team" not in sql, sql
+    explained = db.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", tuple(params))
+    plan = " ".join(row[-1] for row in explained)
+    assert "COVERING INDEX ix_item_status_id" in plan, plan
+    assert count_rows(db.scalars, select(Item.team).distinct()) == 7
+
+
 def test_a_page_uses_the_index_and_reads_only_a_page(db):
     statement = select(Item).where(Item.status == "open")
     order = [Item.id.desc()]

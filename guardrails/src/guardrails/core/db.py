@@ -20,6 +20,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+SQLITE_POOL = 40  # connections kept open to a SQLite file (each opened when first needed)
+
 
 class Model(DeclarativeBase):
     """Base class of every table of the app's own data (the owner's models)."""
@@ -46,7 +48,16 @@ def make_engine(database_url: str) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_pre_ping=True)
+        # A file database keeps as many connections as requests run at once (anyio's 40
+        # worker threads): one beyond the pool is closed when returned, and the next starts with
+        # an empty page cache and reads every page again - a cost that grows with the data.
+        file = url.database and url.database != ":memory:" and "mode=memory" not in str(url)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            pool_pre_ping=True,
+            **({"pool_size": SQLITE_POOL} if file else {}),
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn, _record):  # foreign keys on; readers never block the writer

@@ -45,11 +45,14 @@ class ApprovalRequest(Model):
     archived_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
     # Indexes for what the pages filter and order by (newest first, by id): the "waiting for
-    # your decision" list and its badge (status), a requester's own list (requester); the
-    # single-column ones above serve the archive, the retention purge and reports.
+    # your decision" list (status, then id), a requester's own list (requester, then id). Each
+    # ends with the other filter column, so the counts beside the lists (the badge: submitted
+    # and not mine; the total: not archived, mine or not a draft) are read from the index alone,
+    # never from the rows. The single-column ones above serve the archive, the retention purge
+    # and reports.
     __table_args__ = (
-        Index("ix_approval_request_status_id", "status", "id"),
-        Index("ix_approval_request_requester_id", "requester", "id"),
+        Index("ix_approval_request_status_id_requester", "status", "id", "requester"),
+        Index("ix_approval_request_requester_id_status", "requester", "id", "status"),
     )
 
     # Optimistic concurrency: every UPDATE of a request names the status it was read with

@@ -4,6 +4,7 @@ import csv
 import html
 import io
 import re
+import sqlite3
 
 import pytest
 
@@ -38,6 +39,30 @@ def test_summary_shows_aggregates_and_a_chart(live_app, signed_in):
     assert "<svg" in page.text and "Tickets by category" in page.text
     tiles = re.findall(r"<strong>([0-9.]+)</strong>", page.text)
     assert tiles[0] == "400"
+
+
+def test_the_summary_is_computed_at_most_once_a_minute(live_app, signed_in, app_env, monkeypatch):
+    """Its totals read every ticket, so the views within SUMMARY_TTL share one computation:
+    a ticket added meanwhile is counted once the figures are computed again."""
+    from app import routes
+
+    monkeypatch.setattr(routes, "_summary", {})  # this test's own figures, none kept from others
+    viewer = signed_in("viewer")
+
+    def tickets_tile():
+        page = viewer.get(f"{live_app.url}/")
+        assert page.status_code == 200 and "Figures as of" in page.text
+        return re.findall(r"<strong>([0-9.]+)</strong>", page.text)[0]
+
+    assert tickets_tile() == "400"
+    path = app_env["DEMO_REPORTS_URL"].removeprefix("sqlite:///")
+    copy = "INSERT INTO tickets SELECT id + 100000, opened_on, team, category, status, "
+    copy += "requester, email, phone, hours_to_resolve FROM tickets WHERE id = 1"
+    with sqlite3.connect(path) as db:
+        db.execute(copy)
+    assert tickets_tile() == "400"  # the kept figures
+    monkeypatch.setattr(routes, "SUMMARY_TTL", 0)
+    assert tickets_tile() == "401"  # computed again
 
 
 def test_viewers_see_masked_personal_data_and_pii_readers_do_not(live_app, signed_in):

@@ -1,0 +1,31 @@
+"""A SQLite file database keeps its connections: requests running at once each get a pooled
+connection, and returning them closes none (a new connection starts with an empty page cache
+and reads every page it needs again, a cost that grows with the data)."""
+
+from __future__ import annotations
+
+from sqlalchemy import event, text
+
+from guardrails.core.db import SQLITE_POOL, make_engine
+
+
+def test_connections_used_at_once_are_kept_for_the_next_requests(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    opened = []
+    event.listen(engine, "connect", lambda *_: opened.append(1))
+    at_once = 12  # more than SQLAlchemy's default pool of 5
+    assert at_once <= SQLITE_POOL
+    for _round in range(3):
+        connections = [engine.connect() for _ in range(at_once)]
+        for conn in connections:
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+        for conn in connections:
+            conn.close()
+    assert len(opened) == at_once  # the first round opened them; later rounds reused them
+    engine.dispose()
+
+
+def test_an_in_memory_database_still_works():
+    engine = make_engine("sqlite://")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT 1")).scalar() == 1
