@@ -12,6 +12,7 @@ neither crashes nor runs without them. The owner's code adds routers and pages:
 from __future__ import annotations
 
 import hmac
+import inspect
 import re
 import secrets
 import tempfile
@@ -70,6 +71,15 @@ SECURITY_HEADERS = [
 ]
 
 
+# Requests are traced and measured by GuardrailsMiddleware (guardrails.telemetry.otel.HttpServer):
+# FastAPI's own telemetry (0.165 and later) would trace them a second time.
+FASTAPI_TELEMETRY_OFF: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
+
+
 def _security_headers(issuer: str) -> list[tuple[str, str]]:
     """The security headers; the CSP's form-action also allows the identity provider's origin,
     because the sign-out form is redirected there (RP-initiated logout) and browsers check
@@ -97,6 +107,7 @@ class GuardrailsMiddleware:
       tampering), the session read (guardrails.web.sessions) into `scope["session"]`, and on
       the way out saved, renewed or cleared;
     - CSRF, for unsafe methods only (see `check_csrf`); safe methods pay nothing for it;
+    - the request's SERVER span and `http.server.request.duration` (guardrails.telemetry);
     - on the way out, `X-Request-Id` and the security headers (and HSTS on https) on every
       answer; an exception no handler took becomes a page or JSON (503 for a dependency, else
       500) that carries them too.
@@ -117,6 +128,7 @@ class GuardrailsMiddleware:
         self._names = {name for name, _ in self.headers} | {b"x-request-id"}
         self._cookies: SessionCookies | None = None
         self._key: str | None = None
+        self.http = rt.telemetry.http_server() if rt.telemetry is not None else None
 
     def cookies(self) -> SessionCookies:
         """The session cookie's signer for the current session key (it may be rotated)."""
@@ -146,15 +158,17 @@ class GuardrailsMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         extra = [*self.headers, (b"x-request-id", request_id.encode("latin-1"))]
         started = False
+        status: int | None = None
         sid: str | None = None
         session: SessionData | None = None
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 if session is not None and session.modified:
                     await self._save_session(message, sid, session)
                 started = True
+                status = message["status"]
                 own = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in own}
                 headers = [h for h in own if h[0].lower() != b"x-request-id"]
@@ -162,8 +176,12 @@ class GuardrailsMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        path = scope["path"]
+        traced = None  # the probes and static files are neither traced nor measured
+        if self.http is not None and path not in PROBES and not path.startswith("/static/"):
+            traced = self.http.start(scope)
+        error: BaseException | None = None
         try:
-            path = scope["path"]
             if path in PROBES or path.startswith("/static/"):
                 await self.app(scope, receive, send_with_headers)
                 return
@@ -184,6 +202,7 @@ class GuardrailsMiddleware:
                     return
             await self.app(scope, receive, send_with_headers)
         except Exception as exc:  # noqa: BLE001 - every failure gets a page, headers, request id
+            error = exc
             if started:  # the response is under way: nothing more can be said to the client
                 log.exception("request failed after its response started")
                 raise
@@ -191,6 +210,8 @@ class GuardrailsMiddleware:
             response = _failure_response(Request(scope), exc, request_id)
             await response(scope, receive, send_with_headers)
         finally:
+            if traced is not None:
+                self.http.end(traced, scope, status, error)
             context.unbind(token)
             structlog.contextvars.unbind_contextvars("request_id")
 
@@ -612,6 +633,7 @@ def create_app(
         rt.close()
 
     app = FastAPI(
+        **FASTAPI_TELEMETRY_OFF,
         title=title or rt.manifest.name,
         version=rt.version,
         lifespan=lifespan,
@@ -686,5 +708,4 @@ def create_app(
     def signed_out(request: Request) -> Response:
         return render(request, "signed_out.html")
 
-    gr.telemetry.instrument(app)
     return app
