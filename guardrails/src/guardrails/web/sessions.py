@@ -216,6 +216,22 @@ def purge_expired_step(db: Session, batch: int, _manifest: Any = None) -> int:
 schedule("sessions-purge", every=SESSIONS_PURGE_EVERY, batch=PURGE_BATCH)(purge_expired_step)
 
 
+class _Signer(Signer):
+    """itsdangerous' Signer with each key derived once, not on every signature check (the
+    derivation is a keyed hash of the salt: the same result every time)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._derived: dict[bytes | None, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        name = secret_key.encode() if isinstance(secret_key, str) else secret_key
+        key = self._derived.get(name)
+        if key is None:
+            key = self._derived[name] = super().derive_key(secret_key)
+        return key
+
+
 class SessionCookies:
     """The session cookie: a signed, random session id (`__Host-` prefixed on https).
 
@@ -223,7 +239,7 @@ class SessionCookies:
     valid (itsdangerous signs with the last key)."""
 
     def __init__(self, keys: list[str], secure: bool, max_age: int):
-        self.signer = Signer(keys, salt="guardrails.session")
+        self.signer = _Signer(keys, salt="guardrails.session")
         self.secure = secure
         self.max_age = max_age
         # __Host- cookies must be Secure, path=/ and host-only: the strongest browser binding.

@@ -745,7 +745,9 @@ async def _caller(request: Request) -> User | None:
     known = request.scope.get(_CALLER)
     if known is not None:
         return known[0]
-    header = request.headers.get("authorization", "")
+    header = next(
+        (v.decode("latin-1") for k, v in request.scope["headers"] if k == b"authorization"), ""
+    )
     if header[:7].lower() == "bearer ":
         sso: SSO = request.app.state.guardrails.sso
         try:
