@@ -177,14 +177,14 @@ class GuardrailsMiddleware:
             await send(message)
 
         path = scope["path"]
-        traced = None  # the probes and static files are neither traced nor measured
-        if self.http is not None and path not in PROBES and not path.startswith("/static/"):
-            traced = self.http.start(scope)
+        traced = None
         error: BaseException | None = None
         try:
-            if path in PROBES or path.startswith("/static/"):
+            if path in PROBES or path.startswith("/static/"):  # not traced, nor measured
                 await self.app(scope, receive, send_with_headers)
                 return
+            if self.http is not None:
+                traced = self.http.start(scope)
             try:
                 await prepare_secrets(self.runtime)
             except SecretUnavailable as exc:
