@@ -198,13 +198,9 @@ def test_requests_follow_the_callers_trace_context_and_are_all_measured(
         ExportMetricsServiceRequest,
     )
 
+    exporting = {"otel_disabled": False, "otel_traces_exporter": "otlp"}
     settings = test_settings(
-        tmp_path,
-        idp,
-        otel_disabled=False,
-        otel_traces_exporter="otlp",
-        otel_metrics_exporter="otlp",
-        otlp_endpoint=collector,
+        tmp_path, idp, otel_metrics_exporter="otlp", otlp_endpoint=collector, **exporting
     )
     runtime = build_runtime(settings, manifest)
     trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
