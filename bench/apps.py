@@ -133,6 +133,7 @@ def guarded() -> FastAPI:
     item = _item_columns(Model)
     app = build()
     gr = app.state.guardrails
+    gr.ensure_tables()  # the app's migrations first: a table they do not know would be "adopted"
     item.__table__.create(gr.runtime.engine, checkfirst=True)
     _seed(gr.sessionmaker, item)
     timed = [TimedAppend(gr.audit_log._append)]  # internal: the bench times the chain append

@@ -9,6 +9,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -49,6 +50,7 @@ def test_spans_reach_the_collector_with_fleet_attributes(tmp_path, idp, manifest
         otel_traces_exporter="otlp",
         otel_metrics_exporter="none",
         otlp_endpoint=collector,
+        otel_traces_sampler="always_on",  # every request (the default samples a tenth)
     )
     runtime = build_runtime(settings, manifest)
     with serve(tiny_app, runtime) as live:
@@ -72,7 +74,7 @@ def test_spans_reach_the_collector_with_fleet_attributes(tmp_path, idp, manifest
     assert resource["microapp.risk_tier"].int_value == manifest.risk_tier
     assert resource["microapp.kind"].string_value == manifest.kind
     assert resource["deployment.environment.name"].string_value == manifest.stage
-    assert any(s.name.startswith("GET /") for s in spans)
+    assert any(s.name.startswith("GET /") for s in spans), [s.name for s in spans]
 
 
 def test_a_down_collector_never_fails_a_request(tmp_path, idp, manifest, demo):
@@ -183,3 +185,90 @@ def test_server_lines_go_through_the_structlog_pipeline(tmp_path, idp, manifest,
     assert access["status"] == answer.status_code
     assert access["request_id"] == answer.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", access["trace_id"]) and access["timestamp"]
+
+
+def test_requests_follow_the_callers_trace_context_and_are_all_measured(
+    tmp_path, idp, manifest, collector
+):
+    """Issue 17: the middleware's own span and metric. With the default head sampler
+    (parent-based, a tenth of new traces), a caller's sampled `traceparent` is followed and an
+    unsampled one is not; `http.server.request.duration` counts every request either way, with
+    the semantic conventions' attributes (the route as its template)."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    exporting = {"otel_disabled": False, "otel_traces_exporter": "otlp"}
+    settings = test_settings(
+        tmp_path, idp, otel_metrics_exporter="otlp", otlp_endpoint=collector, **exporting
+    )
+    runtime = build_runtime(settings, manifest)
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    with serve(tiny_app, runtime) as live:
+        with httpx.Client(headers={"accept": "application/json"}) as client:
+            followed = client.get(
+                f"{live.url}/admin-only", headers={"traceparent": f"00-{trace_id}-{parent}-01"}
+            )
+            assert followed.status_code == 401
+            for _ in range(5):
+                other = f"00-{'1' * 32}-{parent}-00"  # the caller did not sample: neither do we
+                client.get(f"{live.url}/admin-only", headers={"traceparent": other})
+        telemetry = live.app.state.guardrails.telemetry
+        telemetry.tracer_provider.force_flush()
+        telemetry.meter_provider.force_flush()
+    spans, points = [], []
+    for path, body in Collector.received:
+        if path == "/v1/traces":
+            request = ExportTraceServiceRequest.FromString(body)
+            spans += [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        elif path == "/v1/metrics":
+            request = ExportMetricsServiceRequest.FromString(body)
+            for rm in request.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        if metric.name == "http.server.request.duration":
+                            assert metric.unit == "s"
+                            points += list(metric.histogram.data_points)
+    server = [s for s in spans if s.name == "GET /admin-only"]
+    assert len(server) == 1, [s.name for s in spans]
+    assert server[0].trace_id.hex() == trace_id and server[0].parent_span_id.hex() == parent
+    attributes = {a.key: a.value for a in server[0].attributes}
+    assert attributes["http.route"].string_value == "/admin-only"
+    assert attributes["http.response.status_code"].int_value == 401
+    measured = [
+        (p.count, {a.key: a.value.string_value or a.value.int_value for a in p.attributes})
+        for p in points
+    ]
+    assert (
+        6,
+        {
+            "http.request.method": "GET",
+            "url.scheme": "http",
+            "network.protocol.version": "1.1",
+            "http.route": "/admin-only",
+            "http.response.status_code": 401,
+        },
+    ) in measured, measured
+
+
+def test_the_head_sampler_comes_from_the_standard_variables(manifest):
+    """OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG as the SDK reads them; unset, the
+    documented default (parent-based, DEFAULT_TRACE_RATIO)."""
+    from guardrails.core.settings import Settings
+    from guardrails.telemetry.otel import DEFAULT_TRACE_RATIO, Telemetry
+
+    def described(env):
+        telemetry = Telemetry(Settings.from_env(env), manifest, "1.0.0", export=False)
+        return telemetry.tracer_provider.sampler.get_description()
+
+    assert described({}) == (
+        f"ParentBased{{root:TraceIdRatioBased{{{DEFAULT_TRACE_RATIO}}},"
+        "remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,"
+        "localParentSampled:AlwaysOnSampler,localParentNotSampled:AlwaysOffSampler}"
+    )
+    assert described({"OTEL_TRACES_SAMPLER": "always_off"}) == "AlwaysOffSampler"
+    ratio = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}
+    assert described(ratio) == "TraceIdRatioBased{0.5}"
+    assert described({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}).startswith(
+        "ParentBased{root:AlwaysOnSampler"
+    )

@@ -111,6 +111,8 @@ class Settings:
     otel_traces_exporter: str = "none"  # otlp | console | none
     otel_metrics_exporter: str = "none"
     otlp_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_ENDPOINT (OTLP/HTTP base URL)
+    otel_traces_sampler: str | None = None  # OTEL_TRACES_SAMPLER; None: guardrails.telemetry's
+    otel_traces_sampler_arg: str | None = None  # OTEL_TRACES_SAMPLER_ARG (a ratio)
     otel_shutdown_timeout: float = 2.0  # MICROAPP_OTEL_SHUTDOWN_TIMEOUT: last flush, seconds
     log_format: str = "console"  # console | json
     ratelimit_storage_url: str | None = None  # RATELIMIT_STORAGE_URL (limits); None: memory
@@ -156,6 +158,8 @@ class Settings:
             otel_traces_exporter=env.get("OTEL_TRACES_EXPORTER", default_exporter).lower(),
             otel_metrics_exporter=env.get("OTEL_METRICS_EXPORTER", default_exporter).lower(),
             otlp_endpoint=(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").rstrip("/") or None,
+            otel_traces_sampler=(env.get("OTEL_TRACES_SAMPLER") or "").strip().lower() or None,
+            otel_traces_sampler_arg=(env.get("OTEL_TRACES_SAMPLER_ARG") or "").strip() or None,
             otel_shutdown_timeout=float(
                 env.get("MICROAPP_OTEL_SHUTDOWN_TIMEOUT") or cls.otel_shutdown_timeout
             ),

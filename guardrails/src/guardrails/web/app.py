@@ -12,8 +12,10 @@ neither crashes nor runs without them. The owner's code adds routers and pages:
 from __future__ import annotations
 
 import hmac
+import inspect
 import re
 import secrets
+import tempfile
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,13 +24,12 @@ from urllib.parse import urlencode, urlsplit
 
 import anyio.to_thread
 import structlog
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, select_autoescape
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,7 +44,7 @@ from guardrails.core.runtime import Runtime, build_runtime, prepare_database
 from guardrails.secrets.store import CORE, SecretUnavailable
 from guardrails.telemetry.otel import configure_logging
 from guardrails.web.security import audit_denial, security_event
-from guardrails.web.sessions import ServerSideSessionMiddleware, SessionStore
+from guardrails.web.sessions import SessionCookies, SessionData, SessionStore
 from guardrails.web.sso import (
     BACKCHANNEL_LOGOUT_PATH,
     SSO,
@@ -70,6 +71,15 @@ SECURITY_HEADERS = [
 ]
 
 
+# Requests are traced and measured by GuardrailsMiddleware (guardrails.telemetry.otel.HttpServer):
+# FastAPI's own telemetry (0.165 and later) would trace them a second time.
+FASTAPI_TELEMETRY_OFF: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
+
+
 def _security_headers(issuer: str) -> list[tuple[str, str]]:
     """The security headers; the CSP's form-action also allows the identity provider's origin,
     because the sign-out form is redirected there (RP-initiated logout) and browsers check
@@ -85,57 +95,156 @@ def _security_headers(issuer: str) -> list[tuple[str, str]]:
     return headers
 
 
-class RequestContextMiddleware:
-    """Request id, the request context (guardrails.core.context: this app's Runtime and the
-    request's info, bound once) and security headers for every HTTP request."""
+class GuardrailsMiddleware:
+    """The app's one middleware (pure ASGI), around every HTTP request, outermost first:
 
-    def __init__(self, app: ASGIApp, runtime: Runtime):
+    - the request id (the caller's well-formed `X-Request-Id`, else a new one) and the request
+      context (guardrails.core.context: this app's Runtime and the request's info, bound once;
+      the request id bound to log lines);
+    - the secrets gate: 503 while the app's own secrets cannot be served, the database prepared
+      once it answers (not for the probes and static files);
+    - the server-side session: the signed cookie checked (a bad signature is counted as
+      tampering), the session read (guardrails.web.sessions) into `scope["session"]`, and on
+      the way out saved, renewed or cleared;
+    - CSRF, for unsafe methods only (see `check_csrf`); safe methods pay nothing for it;
+    - the request's SERVER span and `http.server.request.duration` (guardrails.telemetry);
+    - on the way out, `X-Request-Id` and the security headers (and HSTS on https) on every
+      answer; an exception no handler took becomes a page or JSON (503 for a dependency, else
+      500) that carries them too.
+    """
+
+    def __init__(self, app: ASGIApp, guardrails: Guardrails):
         self.app = app
-        self.runtime = runtime
-        self.hsts = runtime.settings.secure_cookies
-        self.headers = _security_headers(runtime.sso_issuer)
+        self.gr = guardrails
+        self.runtime = rt = guardrails.runtime
+        self.store = guardrails.session_store
+        self.secure = rt.settings.secure_cookies
+        self.headers = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in _security_headers(rt.sso_issuer)
+        ]
+        if self.secure:
+            self.headers.append((b"strict-transport-security", b"max-age=31536000"))
+        self._names = {name for name, _ in self.headers} | {b"x-request-id"}
+        self._cookies: SessionCookies | None = None
+        self._key: str | None = None
+        self.http = rt.telemetry.http_server() if rt.telemetry is not None else None
+
+    def cookies(self) -> SessionCookies:
+        """The session cookie's signer for the current session key (it may be rotated)."""
+        rt = self.runtime
+        if self._cookies is None or rt.session_key != self._key:
+            keys = [k for k in (rt.previous_session_key, rt.session_key) if k]
+            self._cookies = SessionCookies(keys, self.secure, self.store.max_age)
+            self._key = rt.session_key
+        return self._cookies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        incoming = cookie = b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value
+            elif name == b"cookie" and not cookie:
+                cookie = value
+        request_id = incoming.decode("latin-1")
+        if not REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
         client = scope.get("client")
         info = RequestInfo(request_id=request_id, source_ip=client[0] if client else None)
         token = context.bind(self.runtime, info)
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        extra = [*self.headers, (b"x-request-id", request_id.encode("latin-1"))]
+        started = False
+        status: int | None = None
+        sid: str | None = None
+        session: SessionData | None = None
 
-        async def send_wrapper(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started, status
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["x-request-id"] = request_id
-                for name, value in self.headers:
-                    if name not in headers:
-                        headers[name] = value
-                if self.hsts:
-                    headers["strict-transport-security"] = "max-age=31536000"
+                if session is not None and session.modified:
+                    await self._save_session(message, sid, session)
+                started = True
+                status = message["status"]
+                own = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in own}
+                headers = [h for h in own if h[0].lower() != b"x-request-id"]
+                headers += [h for h in extra if h[0] not in present or h[0] == b"x-request-id"]
+                message["headers"] = headers
             await send(message)
 
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send_wrapper(message)
-
+        path = scope["path"]
+        traced = None
+        error: BaseException | None = None
         try:
-            await self.app(scope, receive, tracking_send)
+            if path in PROBES or path.startswith("/static/"):  # not traced, nor measured
+                await self.app(scope, receive, send_with_headers)
+                return
+            if self.http is not None:
+                traced = self.http.start(scope)
+            try:
+                await prepare_secrets(self.runtime)
+            except SecretUnavailable as exc:
+                log.error("request refused: the app's secrets are unavailable", error=str(exc))
+                await _secrets_unavailable(Request(scope))(scope, receive, send_with_headers)
+                return
+            if not self.gr.tables_ready:
+                await anyio.to_thread.run_sync(self.gr.ensure_tables)  # 503 while down
+            sid, session = await self._read_session(scope, cookie)
+            scope["session"] = session
+            if scope["method"] not in SAFE_METHODS:
+                refusal, receive = await check_csrf(scope, receive, session)
+                if refusal is not None:
+                    await refusal(scope, receive, send_with_headers)
+                    return
+            await self.app(scope, receive, send_with_headers)
         except Exception as exc:  # noqa: BLE001 - every failure gets a page, headers, request id
+            error = exc
             if started:  # the response is under way: nothing more can be said to the client
                 log.exception("request failed after its response started")
                 raise
+            session = None  # nothing of a failed request is saved
             response = _failure_response(Request(scope), exc, request_id)
-            await response(scope, receive, send_wrapper)
+            await response(scope, receive, send_with_headers)
         finally:
+            if traced is not None:
+                self.http.end(traced, scope, status, error)
             context.unbind(token)
             structlog.contextvars.unbind_contextvars("request_id")
+
+    async def _read_session(self, scope: Scope, cookie: bytes) -> tuple[str | None, SessionData]:
+        if not cookie:
+            return None, SessionData()
+        sid, tampered = self.cookies().session_id(cookie)
+        if tampered:
+            scope["guardrails.session_tampered"] = True
+            security_event("session_cookie_tampered", "session cookie with a bad signature")
+        if sid is None:
+            return None, SessionData()
+        data = await self.store.read(sid)
+        if data is None:
+            return None, SessionData()
+        return sid, SessionData(data)
+
+    async def _save_session(self, message: Message, sid: str | None, session: SessionData) -> None:
+        """Save a changed session before its answer starts: a new id after sign-in (the old
+        row deleted), none after sign-out (the cookie cleared)."""
+        cookies = self.cookies()
+        current = sid
+        if current and (session.renew or not session):
+            await anyio.to_thread.run_sync(self.store.delete, current)
+            current = None
+        headers = list(message.get("headers", ()))
+        if session:
+            current = current or secrets.token_urlsafe(32)
+            await anyio.to_thread.run_sync(self.store.save, current, dict(session))
+            headers.append((b"set-cookie", cookies.header(current)))
+        elif sid:
+            headers.append((b"set-cookie", cookies.header(None)))
+        message["headers"] = headers
 
 
 async def prepare_secrets(rt: Runtime) -> None:
@@ -150,48 +259,6 @@ async def prepare_secrets(rt: Runtime) -> None:
         rt.audit_log.outbox.start()
 
 
-class SecretsGate:
-    """503 while the app's own secrets cannot be served; owns the session middleware.
-
-    The session middleware is (re)built with the current session key; after a rotation,
-    cookies signed with the previous key stay valid (itsdangerous signs with the last key).
-    """
-
-    def __init__(
-        self, app: ASGIApp, runtime: Runtime, store: SessionStore, secure: bool, guardrails=None
-    ):
-        self.app = app
-        self.runtime = runtime
-        self.guardrails = guardrails
-        self.store = store
-        self.secure = secure
-        self._sessions: ASGIApp | None = None
-        self._key: str | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or path in PROBES or path.startswith("/static/"):
-            await self.app(scope, receive, send)
-            return
-        rt = self.runtime
-        try:
-            await prepare_secrets(rt)
-        except SecretUnavailable as exc:
-            log.error("request refused: the app's secrets are unavailable", error=str(exc))
-            response = _secrets_unavailable(Request(scope))
-            await response(scope, receive, send)
-            return
-        if self.guardrails is not None and not self.guardrails.tables_ready:
-            await anyio.to_thread.run_sync(self.guardrails.ensure_tables)  # 503 while down
-        if self._sessions is None or rt.session_key != self._key:
-            keys = [k for k in (rt.previous_session_key, rt.session_key) if k]
-            self._sessions = ServerSideSessionMiddleware(
-                self.app, store=self.store, secret_key=keys, secure=self.secure
-            )
-            self._key = rt.session_key
-        await self._sessions(scope, receive, send)
-
-
 # ---------------------------------------------------------------------- CSRF
 def csrf_token(request: Request) -> str:
     """The session's CSRF token, for `<input type=hidden name=csrf_token>` in forms."""
@@ -201,36 +268,93 @@ def csrf_token(request: Request) -> str:
     return session["csrf"]
 
 
-async def csrf_protect(request: Request) -> None:
-    """Every state-changing browser request must echo the session's CSRF token.
+FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+CSRF_REFUSED = "This form has expired or came from another site. Reload the page and try again."
+BODY_IN_MEMORY = 1024 * 1024  # bytes of a form body kept in memory for the route; then a file
+CHUNK = 64 * 1024
 
-    Bearer-token callers carry no cookies, so they cannot be forged cross-site and are exempt.
+
+async def check_csrf(
+    scope: Scope, receive: Receive, session: SessionData
+) -> tuple[Response | None, Receive]:
+    """Every state-changing browser request (not GET, HEAD, OPTIONS or TRACE) must echo the
+    session's CSRF token, in the `X-CSRF-Token` header or the form field `csrf_token`.
+
+    Returns the refusal (403, a `security.csrf` event and the `csrf` counter) or None, and the
+    `receive` to hand on: when the token is read from a form, the body read to find it is
+    replayed to the route. Bearer-token callers carry no cookies, so they cannot be forged
+    cross-site and are exempt, as is the provider's back-channel logout (its token is signed).
     """
-    if request.method in SAFE_METHODS:
-        return
-    if request.headers.get("authorization", "")[:7].lower() == "bearer ":
-        return
-    if request.url.path == BACKCHANNEL_LOGOUT_PATH:  # the provider's signed logout token
-        return
-    expected = request.session.get("csrf") if "session" in request.scope else None
-    sent = request.headers.get("x-csrf-token")
-    if sent is None and request.headers.get("content-type", "").startswith(
-        ("application/x-www-form-urlencoded", "multipart/form-data")
-    ):
-        sent = (await request.form()).get("csrf_token")
-    if not expected or not isinstance(sent, str) or not hmac.compare_digest(expected, sent):
-        security_event("csrf", f"{request.method} {request.url.path}")
-        user = session_user(request)  # this check runs before the route's sign-in check
-        audit_denial(
-            "security.csrf",
-            result="denied",
-            resource=("route", request.url.path),
-            metadata={"method": request.method},
-            actor=user.as_actor() if user else None,
-        )
-        raise HTTPException(
-            403, "This form has expired or came from another site. Reload the page and try again."
-        )
+    if scope["path"] == BACKCHANNEL_LOGOUT_PATH:
+        return None, receive
+    sent_header = content_type = None
+    for name, value in scope["headers"]:
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            return None, receive
+        if name == b"x-csrf-token":
+            sent_header = value.decode("latin-1")
+        elif name == b"content-type":
+            content_type = value
+    request = Request(scope, receive)
+    sent: Any = sent_header
+    if sent is None and content_type is not None and content_type.lower().startswith(FORM_TYPES):
+        sent, receive = await _form_token(request, receive)
+        if isinstance(sent, Response):
+            return sent, receive
+    expected = session.get("csrf")
+    if expected and isinstance(sent, str) and hmac.compare_digest(expected, sent):
+        return None, receive
+    method, path = scope["method"], scope["path"]
+    security_event("csrf", f"{method} {path}")
+    user = session_user(request)  # this check runs before the route's sign-in check
+    audit_denial(
+        "security.csrf",
+        result="denied",
+        resource=("route", path),
+        metadata={"method": method},
+        actor=user.as_actor() if user else None,
+    )
+    return _error_page(request, 403, TITLES[403], CSRF_REFUSED), receive
+
+
+async def _form_token(request: Request, receive: Receive) -> tuple[Any, Receive]:
+    """The form's `csrf_token`, parsed as the route will parse it (Starlette's parsers and
+    limits), and a `receive` that replays the body: kept in memory up to BODY_IN_MEMORY
+    bytes, in a temporary file beyond (uploads)."""
+    body = tempfile.SpooledTemporaryFile(max_size=BODY_IN_MEMORY)  # noqa: SIM115 - closed by replay
+
+    async def tee() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            body.write(message.get("body", b""))
+        return message
+
+    reader = Request(request.scope, tee)
+    try:
+        form = await reader.form()
+        token = form.get("csrf_token")
+    except StarletteHTTPException as exc:  # a malformed form: what the route would answer
+        body.close()
+        title = TITLES.get(exc.status_code, "Error")
+        return _error_page(request, exc.status_code, title, str(exc.detail)), receive
+    finally:
+        await reader.close()
+    total = body.tell()
+    body.seek(0)
+    done = False
+
+    async def replay() -> Message:
+        nonlocal done
+        if done:
+            return await receive()  # http.disconnect
+        chunk = body.read(CHUNK)
+        more = body.tell() < total
+        if not more:
+            done = True
+            body.close()
+        return {"type": "http.request", "body": chunk, "more_body": more}
+
+    return token, replay
 
 
 # ---------------------------------------------------------------------- pages
@@ -336,6 +460,8 @@ def _failure_response(request: Request, exc: Exception, request_id: str) -> Resp
         return _provider_failure_page(request, exc)
     if isinstance(exc, SecretUnavailable):
         return _secrets_unavailable(request)
+    if isinstance(exc, AuditError):  # e.g. a CSRF refusal that could not be audited
+        return _audit_failure_page(request, exc)
     log.exception("request failed", request_id=request_id)
     return _error_page(
         request,
@@ -423,15 +549,19 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AuditError)
     async def _audit_error(request: Request, exc: AuditError) -> Response:
-        log.error("audit write failed; action refused", error=str(exc))
-        return _unavailable(
-            request,
-            "Action not carried out",
-            "This action could not be recorded in the audit log, so it was not carried out. "
-            "Nothing was changed. Please try again later; if it keeps happening, contact "
-            f"{request.app.state.guardrails.manifest.support_contact}.",
-            30,
-        )
+        return _audit_failure_page(request, exc)
+
+
+def _audit_failure_page(request: Request, exc: AuditError) -> Response:
+    log.error("audit write failed; action refused", error=str(exc))
+    return _unavailable(
+        request,
+        "Action not carried out",
+        "This action could not be recorded in the audit log, so it was not carried out. "
+        "Nothing was changed. Please try again later; if it keeps happening, contact "
+        f"{request.app.state.guardrails.manifest.support_contact}.",
+        30,
+    )
 
 
 class Guardrails:
@@ -503,23 +633,16 @@ def create_app(
         rt.close()
 
     app = FastAPI(
+        **FASTAPI_TELEMETRY_OFF,
         title=title or rt.manifest.name,
         version=rt.version,
         lifespan=lifespan,
-        dependencies=[Depends(csrf_protect)],
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
     app.state.guardrails = gr
-    app.add_middleware(
-        SecretsGate,
-        runtime=rt,
-        store=gr.session_store,
-        secure=rt.settings.secure_cookies,
-        guardrails=gr,
-    )
-    app.add_middleware(RequestContextMiddleware, runtime=rt)
+    app.add_middleware(GuardrailsMiddleware, guardrails=gr)
     _install_error_handlers(app)
     app.include_router(gr.sso.router())
     app.mount(
@@ -585,5 +708,4 @@ def create_app(
     def signed_out(request: Request) -> Response:
         return render(request, "signed_out.html")
 
-    gr.telemetry.instrument(app)
     return app

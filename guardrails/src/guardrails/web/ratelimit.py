@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import HTTPException, Request
 
 from guardrails.auditing.log import audit
 from guardrails.core.ratelimit import RateLimiter, RateLimitUnavailable
@@ -25,7 +25,8 @@ def limit_per_user(name: str, per_minute: int):
     The counts belong to the running app (app.state), so two apps never share them.
     """
 
-    async def dependency(request: Request, user: User = Depends(require_user)) -> User:
+    async def dependency(request: Request) -> User:
+        user = await require_user(request)  # a plain call: one dependency for FastAPI to solve
         state = request.app.state
         windows = getattr(state, "rate_limits", None)
         if windows is None:

@@ -2,29 +2,34 @@
 
 The session data (the user's claims, and during sign-in the OAuth state, nonce and PKCE
 verifier) stays in the app's database. A cookie whose signature does not verify is ignored and
-counted as tampering. The middleware exposes the data as `request.session`, so libraries that
-expect Starlette sessions (authlib's client) work unchanged.
+counted as tampering. The app's one middleware (guardrails.web.app) exposes the data as
+`request.session`, so libraries that expect Starlette sessions (authlib's client) work unchanged.
+
+Reading a session is the one database access of every signed-in request, so it is cheap: on a
+local SQLite file (WAL mode, where a reader never waits for a writer) it runs on the event loop,
+a primary-key read on a connection of its own, without a hop to a worker thread; on PostgreSQL
+(a network round trip) it runs in a worker thread. Either way it reads the database on every
+request, so a sign-out or a back-channel logout on one replica ends the session on every replica
+at once: there is no cache to go stale.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
+import sqlite3
+import threading
 import time
 from typing import Any
 
 import anyio.to_thread
 import structlog
 from itsdangerous import BadSignature, Signer
-from sqlalchemy import Float, String, Text, bindparam, delete, select
+from sqlalchemy import Engine, Float, String, Text, bindparam, delete, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
-from starlette.datastructures import MutableHeaders
-from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardrails.core.db import GuardrailsModel
 from guardrails.core.housekeeping import schedule
-from guardrails.web.security import security_event
 
 log = structlog.get_logger("guardrails.sessions")
 PURGE_BATCH = 1000
@@ -41,6 +46,8 @@ class SessionRow(GuardrailsModel):
 
 _TABLE = SessionRow.__table__
 _LOAD = select(_TABLE.c.data, _TABLE.c.expires_at).where(_TABLE.c.id == bindparam("sid"))
+_LOAD_SQLITE = str(_LOAD.compile(dialect=sqlite.dialect()))  # the same query, for sqlite3 itself
+INLINE_BUSY_MS = 50  # the longest an inline read may wait for a lock before a thread takes over
 
 
 class SessionData(dict):
@@ -82,18 +89,74 @@ class SessionData(dict):
         self.modified = True
 
 
+def _live(row: Any) -> dict[str, Any] | None:
+    if row is None or row[1] < time.time():
+        return None
+    return json.loads(row[0])
+
+
 class SessionStore:
     def __init__(self, maker: sessionmaker[Session], max_age: int):
         self.maker = maker
         self.max_age = max_age
+        self._reader: tuple[Engine, sqlite3.Connection | None] | None = None
+        self._reader_lock = threading.Lock()
 
     def load(self, sid: str) -> dict[str, Any] | None:
-        # Runs on every request: a plain column select, half the cost of an ORM `db.get`.
+        """The session's data, or None when there is none or it expired (blocking)."""
         with self.maker() as db:
-            row = db.execute(_LOAD, {"sid": sid}).first()
-            if row is None or row.expires_at < time.time():
-                return None
-            return json.loads(row.data)
+            return _live(db.execute(_LOAD, {"sid": sid}).first())
+
+    async def read(self, sid: str) -> dict[str, Any] | None:
+        """`load` for the event loop: inline on a local SQLite file, else in a worker thread."""
+        conn = self._inline_connection()
+        if conn is not None:
+            try:
+                with self._reader_lock:
+                    row = conn.execute(_LOAD_SQLITE, (sid,)).fetchone()
+            except sqlite3.Error as exc:  # locked, gone, another thread's: the usual way
+                log.warning("inline session read failed; reading in a thread", error=str(exc))
+                self.close()
+            else:
+                return _live(row)
+        return await anyio.to_thread.run_sync(self.load, sid)
+
+    def _inline_connection(self) -> sqlite3.Connection | None:
+        """The connection of the inline reads, opened once per engine (the URL may be rotated);
+        None when the database is not a SQLite file in WAL mode."""
+        engine = self.maker.kw.get("bind")
+        reader = self._reader
+        if reader is not None and reader[0] is engine:
+            return reader[1]
+        self.close()
+        conn = None
+        database = (engine.url.database or "") if engine is not None else ""
+        in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        if engine is not None and engine.dialect.name == "sqlite" and not in_memory:
+            conn = self._open_reader(engine)
+        self._reader = (engine, conn)
+        return conn
+
+    @staticmethod
+    def _open_reader(engine: Engine) -> sqlite3.Connection | None:
+        proxied = engine.raw_connection()  # the engine's connect-time settings (WAL, ...)
+        conn = proxied.driver_connection
+        proxied.detach()  # ours alone: it never counts against, or waits for, the pool
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            conn.execute(f"PRAGMA busy_timeout={INLINE_BUSY_MS}")
+        except sqlite3.Error:
+            mode = None
+        if str(mode).lower() != "wal":  # readers would wait for writers: not on the loop
+            conn.close()
+            return None
+        return conn
+
+    def close(self) -> None:
+        """Close the inline reader's connection (a new one is opened when needed)."""
+        reader, self._reader = self._reader, None
+        if reader is not None and reader[1] is not None:
+            reader[1].close()
 
     def save(self, sid: str, data: dict[str, Any]) -> None:
         with self.maker.begin() as db:
@@ -153,65 +216,61 @@ def purge_expired_step(db: Session, batch: int, _manifest: Any = None) -> int:
 schedule("sessions-purge", every=SESSIONS_PURGE_EVERY, batch=PURGE_BATCH)(purge_expired_step)
 
 
-class ServerSideSessionMiddleware:
-    """ASGI middleware: signed session-id cookie in, `scope["session"]` for the request."""
+class _Signer(Signer):
+    """itsdangerous' Signer with each key derived once, not on every signature check (the
+    derivation is a keyed hash of the salt: the same result every time)."""
 
-    def __init__(self, app: ASGIApp, store: SessionStore, secret_key: str, secure: bool):
-        self.app = app
-        self.store = store
-        self.signer = Signer(secret_key, salt="guardrails.session")
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._derived: dict[bytes | None, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        name = secret_key.encode() if isinstance(secret_key, str) else secret_key
+        key = self._derived.get(name)
+        if key is None:
+            key = self._derived[name] = super().derive_key(secret_key)
+        return key
+
+
+class SessionCookies:
+    """The session cookie: a signed, random session id (`__Host-` prefixed on https).
+
+    `keys` are tried newest last: after a rotation, cookies signed with the previous key stay
+    valid (itsdangerous signs with the last key)."""
+
+    def __init__(self, keys: list[str], secure: bool, max_age: int):
+        self.signer = _Signer(keys, salt="guardrails.session")
         self.secure = secure
+        self.max_age = max_age
         # __Host- cookies must be Secure, path=/ and host-only: the strongest browser binding.
-        self.cookie_name = "__Host-microapp-session" if secure else "microapp-session"
+        self.name = "__Host-microapp-session" if secure else "microapp-session"
+        self._prefix = f"{self.name}=".encode("latin-1")
 
-    async def _read(self, scope: Scope) -> tuple[str | None, SessionData]:
-        raw = HTTPConnection(scope).cookies.get(self.cookie_name)
+    def session_id(self, cookie_header: bytes) -> tuple[str | None, bool]:
+        """The session id in a Cookie header, and whether a cookie failed its signature
+        (tampering: the caller counts it)."""
+        raw = None
+        for part in cookie_header.split(b";"):
+            part = part.strip()
+            if part.startswith(self._prefix):
+                raw = part[len(self._prefix) :]
         if not raw:
-            return None, SessionData()
+            return None, False
         try:
-            sid = self.signer.unsign(raw).decode("ascii")
+            return self.signer.unsign(raw).decode("ascii"), False
         except (BadSignature, UnicodeDecodeError):
-            scope["guardrails.session_tampered"] = True
-            security_event("session_cookie_tampered", "session cookie with a bad signature")
-            return None, SessionData()
-        data = await anyio.to_thread.run_sync(self.store.load, sid)
-        if data is None:
-            return None, SessionData()
-        return sid, SessionData(data)
+            return None, True
 
-    def _cookie(self, value: str, max_age: int) -> str:
+    def header(self, sid: str | None) -> bytes:
+        """A Set-Cookie value carrying `sid`, or clearing the cookie when `sid` is None."""
+        value = self.signer.sign(sid).decode("ascii") if sid else ""
         parts = [
-            f"{self.cookie_name}={value}",
+            f"{self.name}={value}",
             "Path=/",
-            f"Max-Age={max_age}",
+            f"Max-Age={self.max_age if sid else 0}",
             "HttpOnly",
             "SameSite=Lax",
         ]
         if self.secure:
             parts.append("Secure")
-        return "; ".join(parts)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        sid, session = await self._read(scope)
-        scope["session"] = session
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start" and session.modified:
-                headers = MutableHeaders(scope=message)
-                current = sid
-                if current and (session.renew or not session):
-                    await anyio.to_thread.run_sync(self.store.delete, current)
-                    current = None
-                if session:
-                    current = current or secrets.token_urlsafe(32)
-                    await anyio.to_thread.run_sync(self.store.save, current, dict(session))
-                    signed = self.signer.sign(current).decode("ascii")
-                    headers.append("Set-Cookie", self._cookie(signed, self.store.max_age))
-                elif sid:
-                    headers.append("Set-Cookie", self._cookie("", 0))
-            await send(message)
-
-        await self.app(scope, receive, send_wrapper)
+        return "; ".join(parts).encode("latin-1")
