@@ -44,6 +44,7 @@ def test_pages_redirect_to_sign_in_and_apis_answer_401(guarded):
 def test_unknown_page_is_a_friendly_404(guarded):
     answer = httpx.get(f"{guarded.url}/no-such-page", headers={"accept": "text/html"})
     assert answer.status_code == 404 and "Not found" in answer.text
+    assert "There is no page at this address" in answer.text  # not the title twice
 
 
 def test_action_is_refused_when_audit_cannot_be_written(runtime, demo):

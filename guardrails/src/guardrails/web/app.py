@@ -18,6 +18,7 @@ import secrets
 import tempfile
 import uuid
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -506,6 +507,13 @@ TITLES = {
     503: "Temporarily unavailable",
 }
 
+# What the page says when the route gave no sentence of its own (Starlette's default detail is
+# the status phrase, which the page's title already says).
+PLAIN_DETAILS = {
+    404: "There is no page at this address. Check the link, or start again from the start page.",
+    405: "This page cannot be used that way. Start again from the start page.",
+}
+
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotAuthenticated)
@@ -526,7 +534,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         title = TITLES.get(exc.status_code, "Error")
-        page = _error_page(request, exc.status_code, title, str(exc.detail))
+        detail = str(exc.detail)
+        if detail == HTTPStatus(exc.status_code).phrase:
+            detail = PLAIN_DETAILS.get(exc.status_code, detail)
+        page = _error_page(request, exc.status_code, title, detail)
         page.headers.update(exc.headers or {})  # e.g. Retry-After on a 429
         return page
 
