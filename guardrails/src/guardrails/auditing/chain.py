@@ -21,9 +21,12 @@ and that statement takes the chain's write lock, held until the transaction ends
   `lock_timeout` bounds the wait (LOCK_TIMEOUT), so a stuck transaction gives an AuditError
   (a 503), never a request that hangs.
 - SQLite: the UPDATE takes the database's one writer lock (RESERVED); there is one writer at a
-  time per database file, whatever the process. The Python driver opens the transaction
-  (deferred BEGIN) at the first write, so nothing was read from an older snapshot, and a
-  transaction that wrote before already holds the lock. Waiting is bounded by busy_timeout.
+  time per database file, whatever the process. Within a process, writers first queue for the
+  file's write gate (guardrails.core.db_writers), taken before the transaction's first write:
+  the gate, then SQLite's lock, always in that order, so the two cannot deadlock. The Python
+  driver opens the transaction (deferred BEGIN) at the first write, so nothing was read from an
+  older snapshot, and a transaction that wrote before already holds the lock. Waiting is
+  bounded (BUSY_TIMEOUT_S, then busy_timeout).
 
 Holding the lock, `append()` reads the head (`seq` is now this event's position, `hash` still
 the previous event's), hashes the event with that `prev_hash`, inserts it (`seq` is the primary
@@ -113,7 +116,8 @@ def append(session: Session, app_id: str, event: dict[str, Any]) -> dict[str, An
 def extend(session: Session, app_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Chain `events` in `session`'s transaction; returns them chained. One lock on the head (it
     is held until the transaction ends), one INSERT, the head moved once: one event from the web
-    app, or many at once from a bulk load such as the test kit's seeding."""
+    app, the standalone events that arrived together (the audit log's group commit), or many at
+    once from a bulk load such as the test kit's seeding."""
     if not events:
         return []
     conn = session.connection()
