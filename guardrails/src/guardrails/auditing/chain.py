@@ -9,7 +9,7 @@ Why the chain never forks, on PostgreSQL and on SQLite, with any number of repli
 -----------------------------------------------------------------------------------
 `append()` begins with
 
-    UPDATE guardrails_audit_head SET seq = seq + 1 WHERE chain = :app_id
+    UPDATE guardrails_audit_head SET seq = seq + 1 WHERE chain = :app_id RETURNING seq, hash
 
 and that statement takes the chain's write lock, held until the transaction ends:
 
@@ -28,8 +28,9 @@ and that statement takes the chain's write lock, held until the transaction ends
   older snapshot, and a transaction that wrote before already holds the lock. Waiting is
   bounded (BUSY_TIMEOUT_S, then busy_timeout).
 
-Holding the lock, `append()` reads the head (`seq` is now this event's position, `hash` still
-the previous event's), hashes the event with that `prev_hash`, inserts it (`seq` is the primary
+The same statement returns the head it moved (`seq` is now this event's position, `hash` still
+the previous event's: on PostgreSQL the newest committed version, re-read after the wait);
+holding the lock, `append()` hashes the event with that `prev_hash`, inserts it (`seq` is the primary
 key: two events can never commit at one position) and stores the new hash in the head. A
 rollback undoes the head's UPDATE with the event and the change: no gap, no event without its
 change and no change without its event. The lock is held from the append to the commit, so
@@ -50,6 +51,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    bindparam,
     select,
     text,
     update,
@@ -96,6 +98,20 @@ class SinkCursor(GuardrailsModel):
     seq: Mapped[int] = mapped_column(Integer, default=0)
 
 
+_HEAD = AuditHead.__table__
+# Built once (each append runs them): take the chain's lock by moving its head, returning the
+# new seq and the previous hash (RETURNING: PostgreSQL, SQLite >= 3.35); store the new hash.
+_TAKE = (
+    update(_HEAD)
+    .where(_HEAD.c.chain == bindparam("app"))
+    .values(seq=_HEAD.c.seq + bindparam("n"))
+    .returning(_HEAD.c.seq, _HEAD.c.hash)
+)
+_MOVE = update(_HEAD).where(_HEAD.c.chain == bindparam("app")).values(hash=bindparam("hash"))
+_INSERT = AuditEventRow.__table__.insert()
+_LOCK_TIMEOUT = text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+
+
 def ensure_head(engine: Engine, app_id: str) -> None:
     """Create the app's head row if it is missing (any replica may; one wins)."""
     with Session(engine) as session:
@@ -122,16 +138,13 @@ def extend(session: Session, app_id: str, events: list[dict[str, Any]]) -> list[
         return []
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-    taken = conn.execute(
-        update(AuditHead).where(AuditHead.chain == app_id).values(seq=AuditHead.seq + len(events))
-    )
-    if taken.rowcount != 1:  # no head row yet (a database made before this app's first start)
+        conn.execute(_LOCK_TIMEOUT)
+    taken = conn.execute(_TAKE, {"app": app_id, "n": len(events)}).first()
+    if taken is None:  # no head row yet (a database made before this app's first start)
         session.add(AuditHead(chain=app_id, seq=len(events), hash=GENESIS))
         session.flush()
-    last, prev = conn.execute(
-        select(AuditHead.seq, AuditHead.hash).where(AuditHead.chain == app_id)
-    ).one()
+        taken = (len(events), GENESIS)
+    last, prev = taken  # the new seq, the hash of the event before the first one
     chained_events, rows = [], []
     for seq, event in enumerate(events, start=last - len(events) + 1):
         chained = {**event, "seq": seq, "prev_hash": prev}
@@ -153,8 +166,8 @@ def extend(session: Session, app_id: str, events: list[dict[str, Any]]) -> list[
         )
         chained_events.append(chained)
         prev = chained["hash"]
-    conn.execute(AuditEventRow.__table__.insert(), rows)
-    conn.execute(update(AuditHead).where(AuditHead.chain == app_id).values(hash=prev))
+    conn.execute(_INSERT, rows)
+    conn.execute(_MOVE, {"app": app_id, "hash": prev})
     return chained_events
 
 
