@@ -297,9 +297,8 @@ def rows(result: dict) -> list[tuple]:
                     ("yes" if al["p50"] * 1000 <= TARGET_MS else "NO") if target else "-",
                 )
             )
-            out.append(
-                (f"    events per commit, {w}", "-", f"{al['events_per_commit']:.1f}", "-", "-", "-")
-            )
+            per_commit = f"{al['events_per_commit']:.1f}"
+            out.append((f"    events per commit, {w}", "-", per_commit, "-", "-", "-"))
     return out
 
 

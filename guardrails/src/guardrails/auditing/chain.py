@@ -30,8 +30,8 @@ and that statement takes the chain's write lock, held until the transaction ends
 
 The same statement returns the head it moved (`seq` is now this event's position, `hash` still
 the previous event's: on PostgreSQL the newest committed version, re-read after the wait);
-holding the lock, `append()` hashes the event with that `prev_hash`, inserts it (`seq` is the primary
-key: two events can never commit at one position) and stores the new hash in the head. A
+holding the lock, `append()` hashes the event with that `prev_hash`, inserts it (`seq` is the
+primary key: two events can never commit at one position) and stores the new hash in the head. A
 rollback undoes the head's UPDATE with the event and the change: no gap, no event without its
 change and no change without its event. The lock is held from the append to the commit, so
 the audited transactions of one app run one at a time through that short stretch: record the
