@@ -1,4 +1,5 @@
-"""Standalone audit events that arrive together share one commit (AuditLog's group commit)."""
+"""The audit write path: standalone events that arrive together share one commit (AuditLog's
+group commit); the file export is delivered without a database write."""
 
 import threading
 
@@ -6,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from guardrails.auditing import chain
-from guardrails.auditing.log import AuditError, GroupCommit
+from guardrails.auditing.log import AuditError, GroupCommit, verify_file
 from tests.test_audit import APP, engine_of, make_log, url  # noqa: F401 - the url fixture
 
 THREADS, EACH = 8, 12
@@ -92,3 +93,16 @@ def test_an_interrupted_commit_never_returns_an_unwritten_event():
     with pytest.raises(KeyboardInterrupt):
         group.submit({"name": "x"})
     assert group.batches == 1 and not group._writing  # the next one can lead
+
+
+def test_the_file_export_costs_no_database_write(tmp_path):
+    """The file is its own cursor: delivering to it moves no cursor row (no write, no fsync)."""
+    path = tmp_path / "audit.jsonl"
+    log = make_log(f"sqlite:///{tmp_path / 'app.db'}", path)
+    log.outbox.ensure_cursors()
+    for n in range(3):
+        log.record("thing.do", resource=("thing", n))
+    assert verify_file(path).events == 3  # written at each commit
+    with log.sessions() as session:
+        assert session.get(chain.SinkCursor, "file").seq == 0
+    engine_of(log).dispose()
