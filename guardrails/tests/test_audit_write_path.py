@@ -4,7 +4,7 @@ group commit); the file export is delivered without a database write."""
 import threading
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from guardrails.auditing import chain
 from guardrails.auditing.log import AuditError, GroupCommit, verify_file
@@ -105,4 +105,19 @@ def test_the_file_export_costs_no_database_write(tmp_path):
     assert verify_file(path).events == 3  # written at each commit
     with log.sessions() as session:
         assert session.get(chain.SinkCursor, "file").seq == 0
+    engine_of(log).dispose()
+
+
+def test_committed_events_go_to_the_file_without_reading_them_back(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    log = make_log(f"sqlite:///{tmp_path / 'app.db'}", path)
+    log.record("thing.do", resource=("thing", 0))
+    statements: list[str] = []
+    event.listen(engine_of(log), "before_cursor_execute", lambda *a: statements.append(a[2]))
+    log.record("thing.do", resource=("thing", 1))
+    assert verify_file(path).events == 2
+    assert not [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    path.unlink()  # the file behind the table: caught up from it, from the first event
+    log.record("thing.do", resource=("thing", 2))
+    assert verify_file(path).events == 3
     engine_of(log).dispose()

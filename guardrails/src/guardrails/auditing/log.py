@@ -162,7 +162,7 @@ class AuditLog:
             for observe in self.observers:
                 observe(event)
         if self.outbox is not None:
-            self.outbox.committed()
+            self.outbox.committed(written)
 
     def _ended(self, session: Session, transaction) -> None:
         if transaction.parent is not None:

@@ -155,7 +155,9 @@ class JsonlFileSink:
             kept=str(kept),
         )
 
-    def deliver(self, events: Sequence[dict[str, Any]]) -> None:
+    def deliver(self, events: Sequence[dict[str, Any]], *, follows: bool = False) -> None:
+        """Append the events the file does not hold yet. `follows`: they must continue the
+        file's last event (events straight from a commit, not read from the table)."""
         try:
             fd = self._open()
             try:
@@ -171,7 +173,7 @@ class JsonlFileSink:
                 todo = [e for e in events if e["seq"] > held]
                 if not todo:
                     return
-                if held and todo[0]["seq"] != held + 1:
+                if (held or follows) and todo[0]["seq"] != held + 1:
                     raise DeliveryError(
                         f"{self.path} ends at event {held}, the next one to write is "
                         f"{todo[0]['seq']}"
@@ -420,15 +422,29 @@ class Outbox:
             state.failures, state.not_before, state.last_error = 0, 0.0, None
         return caught_up
 
-    def committed(self) -> None:
-        """Called after a commit that wrote events: the file now, network sinks soon."""
-        local = [s for s in self.sinks if s.local]
-        if local:
+    def committed(self, events: Sequence[dict[str, Any]] = ()) -> None:
+        """Called after a commit that wrote `events`: the file now, network sinks soon. The
+        file takes the committed events straight away when it ends just before them (the
+        usual case: no read back from the database); otherwise it catches up from the table."""
+        for sink in (s for s in self.sinks if s.local):
             try:
-                self.deliver(local)
+                if not (events and self._deliver_direct(sink, events)):
+                    self.deliver([sink])
             except Exception as exc:  # noqa: BLE001 - never fail the committed action
                 log.warning("audit file delivery deferred", error=str(exc))
         self._wake.set()
+
+    def _deliver_direct(self, sink: Sink, events: Sequence[dict[str, Any]]) -> bool:
+        state = self.state[sink.name]
+        if state.failures or not isinstance(sink, JsonlFileSink):  # failing: with its backoff
+            return False
+        with state.lock:
+            try:
+                sink.deliver(events, follows=True)  # checked under the file's lock: no gap
+            except DeliveryError:
+                return False
+        self._measure_after(sink.name, events)
+        return True
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Deliver until every sink is caught up or `timeout` passes (tests, shutdown)."""
