@@ -463,6 +463,23 @@ def database_urls(args, engines: list[str], stack: contextlib.ExitStack, report:
     return urls
 
 
+def db_upgrade(app_dir: Path, env: dict) -> None:
+    """`python -m guardrails db upgrade` with the app's environment (production never migrates
+    at start-up; only a laptop's SQLite does)."""
+    own = app_dir / ".venv" / "bin" / "python"
+    python = str(own) if own.exists() else sys.executable
+    done = subprocess.run(
+        [python, "-m", "guardrails", "db", "upgrade"],
+        cwd=app_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode:
+        raise RuntimeError(f"db upgrade failed in {app_dir}:\n{done.stdout}{done.stderr}")
+
+
 def rss_mib(pid: int) -> float | None:
     """The process's resident memory now (Linux /proc), MiB."""
     try:
@@ -652,6 +669,8 @@ def main() -> None:
                         receivers[name] = start_receiver()
                         app_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receivers[name][1]
                     app_env.update(dict(kv.split("=", 1) for kv in args.app_env))
+                    if engine != "sqlite":  # migrated first, as a deployment's Job does
+                        db_upgrade(app_dir, app_env)
                     server = start_server(name, "apps:guarded", app_dir, args.work, app_env)
                     servers[name] = server
                     cookie, csrf, user = sign_in(server, manifest)

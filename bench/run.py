@@ -1009,6 +1009,7 @@ def table(result: dict) -> str:
         f"{s['duration']:g} s at {s['connections']} connections and {s['latency_duration']:g} s "
         f"at 1 (+{s['warmup']:g} s warm-up), medians; "
         f"loadgen={s['loadgen']}, quick={s['quick']}"
+        + (f"; engines={s['engines']}, otel={s['otel']}" if "engines" in s else "")
     )
     cols = ("measure", "baseline", "measured", "ratio", "target", "met")
     rows = rows_for(result)
