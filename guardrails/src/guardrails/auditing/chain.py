@@ -51,12 +51,10 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    bindparam,
     select,
-    text,
-    update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from guardrails.auditing.canonical import GENESIS, canonical, event_hash
@@ -98,18 +96,26 @@ class SinkCursor(GuardrailsModel):
     seq: Mapped[int] = mapped_column(Integer, default=0)
 
 
-_HEAD = AuditHead.__table__
-# Built once (each append runs them): take the chain's lock by moving its head, returning the
-# new seq and the previous hash (RETURNING: PostgreSQL, SQLite >= 3.35); store the new hash.
-_TAKE = (
-    update(_HEAD)
-    .where(_HEAD.c.chain == bindparam("app"))
-    .values(seq=_HEAD.c.seq + bindparam("n"))
-    .returning(_HEAD.c.seq, _HEAD.c.hash)
-)
-_MOVE = update(_HEAD).where(_HEAD.c.chain == bindparam("app")).values(hash=bindparam("hash"))
-_INSERT = AuditEventRow.__table__.insert()
-_LOCK_TIMEOUT = text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+def _statements(mark: str) -> dict[str, str]:
+    """The append's statements in the driver's own parameter style (`mark` formats a name).
+    They run on the driver's cursor, inside the session's transaction: an append runs three
+    statements while it holds the chain's lock, and SQLAlchemy's per-statement work (a few
+    times the statement's own cost on SQLite) would hold that lock longer."""
+    head, event = AuditHead.__tablename__, AuditEventRow.__tablename__
+    columns = [c.name for c in AuditEventRow.__table__.columns]
+    app, n, new_hash = mark.format("app"), mark.format("n"), mark.format("hash")
+    values = ", ".join(mark.format(c) for c in columns)
+    # Names from this module's own tables; every value is a bound parameter.
+    return {
+        # take the chain's lock by moving its head; the previous hash comes back with it
+        "take": f"UPDATE {head} SET seq = seq + {n} WHERE chain = {app} RETURNING seq, hash",  # noqa: S608
+        "insert": f"INSERT INTO {event} ({', '.join(columns)}) VALUES ({values})",  # noqa: S608
+        "move": f"UPDATE {head} SET hash = {new_hash} WHERE chain = {app}",  # noqa: S608
+        "lock_timeout": f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'",
+    }
+
+
+_SQL = {"sqlite": _statements(":{}"), "postgresql": _statements("%({})s")}
 
 
 def ensure_head(engine: Engine, app_id: str) -> None:
@@ -137,9 +143,8 @@ def extend(session: Session, app_id: str, events: list[dict[str, Any]]) -> list[
     if not events:
         return []
     conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        conn.execute(_LOCK_TIMEOUT)
-    taken = conn.execute(_TAKE, {"app": app_id, "n": len(events)}).first()
+    sql = _SQL[conn.dialect.name]
+    taken = _run(conn, sql, "take", {"app": app_id, "n": len(events)})
     if taken is None:  # no head row yet (a database made before this app's first start)
         session.add(AuditHead(chain=app_id, seq=len(events), hash=GENESIS))
         session.flush()
@@ -166,9 +171,29 @@ def extend(session: Session, app_id: str, events: list[dict[str, Any]]) -> list[
         )
         chained_events.append(chained)
         prev = chained["hash"]
-    conn.execute(_INSERT, rows)
-    conn.execute(_MOVE, {"app": app_id, "hash": prev})
+    _run(conn, sql, "insert", rows)
+    _run(conn, sql, "move", {"app": app_id, "hash": prev})
     return chained_events
+
+
+def _run(conn: Connection, sql: dict[str, str], name: str, params: Any) -> Any:
+    """One statement of the append on the driver's cursor; the driver's errors come out as
+    SQLAlchemy's (OperationalError, IntegrityError...), like every other statement's."""
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.dbapi_connection.cursor()
+    statement = sql[name]
+    try:
+        if name == "take" and conn.dialect.name == "postgresql":
+            cursor.execute(sql["lock_timeout"])
+        if isinstance(params, list):
+            cursor.executemany(statement, params)
+            return None
+        cursor.execute(statement, params)
+        return cursor.fetchone() if name == "take" else None
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(statement, params, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
 
 
 def events_after(session: Session, seq: int, limit: int) -> list[dict[str, Any]]:
