@@ -535,6 +535,8 @@ def bench_load(args, tmp: Path, apps: Apps, kind: str) -> dict:
         f"--engines={args.engines}",
         f"--otel={args.otel}",
     ]
+    if args.quick:  # the two routes with targets (GET page, POST action): QUICK stays short
+        cmd.append("--routes=page,action")
     if profile:
         cmd.append(f"--profile={profile}")
     if args.against:
