@@ -13,6 +13,7 @@ bounded by a request count and a duration. Prints one JSON document after `LOADT
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -422,6 +423,74 @@ def summarise_speedscope(path: Path, top: int = 10) -> dict:
     }
 
 
+# ---------------------------------------------------------------------- apps and databases
+ENGINE_TAG = {"sqlite": "sqlite", "postgresql": "pg"}
+
+
+def app_name(engine: str, mode: str) -> str:
+    """guarded (SQLite, OTel exporting: the name earlier results use), guarded-otel-off,
+    guarded-pg, guarded-pg-otel-off; against: the --against app (SQLite, exporting)."""
+    if mode == "against":
+        return "against"
+    name = "guarded" if engine == "sqlite" else f"guarded-{ENGINE_TAG[engine]}"
+    return name if mode == "on" else f"{name}-otel-off"
+
+
+def database_urls(args, engines: list[str], stack: contextlib.ExitStack, report: dict) -> dict:
+    """engine: a function giving each app its own database. PostgreSQL: one throw-away cluster
+    with fsync on (commits as durable as in production), a database per app."""
+    urls = {}
+    if "sqlite" in engines:
+        urls["sqlite"] = lambda name: f"sqlite:///{args.work / name}.db"
+    if "postgresql" in engines:
+        from guardrails.testing.postgres import PostgresCluster, PostgresUnavailable
+
+        try:
+            cluster = stack.enter_context(PostgresCluster.start(durable=True))
+        except PostgresUnavailable as exc:
+            report["postgresql_skipped"] = str(exc)
+            return urls
+
+        def pg_url(name: str) -> str:
+            import psycopg
+
+            database = name.replace("-", "_")
+            with psycopg.connect(cluster.url, autocommit=True) as conn:
+                conn.execute(f"CREATE DATABASE {database}")  # a name made here, not input
+            return cluster.url.rsplit("/", 1)[0] + "/" + database
+
+        urls["postgresql"] = pg_url
+    return urls
+
+
+def db_upgrade(app_dir: Path, env: dict) -> None:
+    """`python -m guardrails db upgrade` with the app's environment (production never migrates
+    at start-up; only a laptop's SQLite does)."""
+    own = app_dir / ".venv" / "bin" / "python"
+    python = str(own) if own.exists() else sys.executable
+    done = subprocess.run(
+        [python, "-m", "guardrails", "db", "upgrade"],
+        cwd=app_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode:
+        raise RuntimeError(f"db upgrade failed in {app_dir}:\n{done.stdout}{done.stderr}")
+
+
+def rss_mib(pid: int) -> float | None:
+    """The process's resident memory now (Linux /proc), MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
 # ---------------------------------------------------------------------- main
 @dataclasses.dataclass
 class Target:
@@ -515,6 +584,10 @@ def main() -> None:
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--routes", default=",".join(ROUTES))
     parser.add_argument("--audit-samples", type=int, default=500)
+    parser.add_argument(
+        "--engines", default="sqlite,postgresql", help="databases the apps run on (each its own)"
+    )
+    parser.add_argument("--otel", default="on,off", help="guarded app with OTel exporting / off")
     parser.add_argument("--profile", type=Path, help="write a py-spy speedscope profile here")
     parser.add_argument(
         "--app-env", action="append", default=[], help="KEY=VALUE for the guarded app (repeat)"
@@ -546,6 +619,8 @@ def main() -> None:
         "MICROAPP_LOG_FORMAT": "json",
     }
     report: dict = {
+        "engines": args.engines,
+        "otel": args.otel,
         "app_env": args.app_env,
         "loadgen": args.loadgen,
         "connections": args.connections,
@@ -553,41 +628,61 @@ def main() -> None:
         "routes": {},
         "telemetry": {},
     }
-    apps = {"guarded": args.app_dir}
-    if args.against_app_dir:
-        apps["against"] = args.against_app_dir
+    engines = [e for e in args.engines.split(",") if e]
+    otel = [o for o in args.otel.split(",") if o]
     servers: dict[str, Server] = {}
     receivers: dict[str, tuple] = {}
-    with run_idp(manifest, host=HOST) as issuer:
+    report["apps"] = {}
+    with contextlib.ExitStack() as stack:
+        urls = database_urls(args, engines, stack, report)
+        issuer = stack.enter_context(run_idp(manifest, host=HOST))
         try:
-            bare_env = {
-                **env,
-                "PYTHONPATH": os.pathsep.join([str(args.app_dir / "src"), str(BENCH)]),
-                "DATABASE_URL": f"sqlite:///{args.work / 'bare.db'}",
-            }
-            servers["bare"] = start_server("bare", "apps:bare", args.app_dir, args.work, bare_env)
-            check_routes(servers["bare"], "", "note=hello")
-            targets = {"bare": Target(servers["bare"], "", "note=hello", audited=False)}
-            for name, app_dir in apps.items():
-                receivers[name] = start_receiver()
-                app_env = {
+            targets: dict[str, Target] = {}
+            for engine in engines:
+                if engine not in urls:
+                    continue
+                bare = "bare" if engine == "sqlite" else f"bare-{ENGINE_TAG[engine]}"
+                bare_env = {
                     **env,
-                    "PYTHONPATH": os.pathsep.join([str(app_dir / "src"), str(BENCH)]),
-                    "DATABASE_URL": f"sqlite:///{args.work / name}.db",
-                    "MICROAPP_AUDIT_FILE": str(args.work / f"{name}-audit.jsonl"),
-                    "MICROAPP_SSO_ISSUER": issuer,
-                    "OTEL_EXPORTER_OTLP_ENDPOINT": receivers[name][1],  # traces and metrics
-                    **dict(kv.split("=", 1) for kv in args.app_env),
+                    "PYTHONPATH": os.pathsep.join([str(args.app_dir / "src"), str(BENCH)]),
+                    "DATABASE_URL": urls[engine](bare),
                 }
-                server = start_server(name, "apps:guarded", app_dir, args.work, app_env)
-                servers[name] = server
-                cookie, csrf, user = sign_in(server, manifest)
-                body = f"csrf_token={csrf}&note=hello"
-                check_routes(server, cookie, body)
-                report["signed_in_as"] = user
-                targets[name] = Target(server, cookie, body, audited=True)
+                servers[bare] = start_server(bare, "apps:bare", args.app_dir, args.work, bare_env)
+                check_routes(servers[bare], "", "note=hello")
+                targets[bare] = Target(servers[bare], "", "note=hello", audited=False)
+                report["apps"][bare] = {"engine": engine, "otel": None, "anchor": None}
+                variants = [(args.app_dir, on) for on in otel]
+                if args.against_app_dir and engine == "sqlite":
+                    variants.append((args.against_app_dir, "against"))
+                for app_dir, mode in variants:
+                    name = app_name(engine, mode)
+                    app_env = {
+                        **env,
+                        "PYTHONPATH": os.pathsep.join([str(app_dir / "src"), str(BENCH)]),
+                        "DATABASE_URL": urls[engine](name),
+                        "MICROAPP_AUDIT_FILE": str(args.work / f"{name}-audit.jsonl"),
+                        "MICROAPP_SSO_ISSUER": issuer,
+                    }
+                    if mode == "off":
+                        app_env["OTEL_SDK_DISABLED"] = "true"
+                    else:
+                        receivers[name] = start_receiver()
+                        app_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receivers[name][1]
+                    app_env.update(dict(kv.split("=", 1) for kv in args.app_env))
+                    if engine != "sqlite":  # migrated first, as a deployment's Job does
+                        db_upgrade(app_dir, app_env)
+                    server = start_server(name, "apps:guarded", app_dir, args.work, app_env)
+                    servers[name] = server
+                    cookie, csrf, user = sign_in(server, manifest)
+                    body = f"csrf_token={csrf}&note=hello"
+                    check_routes(server, cookie, body)
+                    report["signed_in_as"] = user
+                    targets[name] = Target(server, cookie, body, audited=True)
+                    report["apps"][name] = {"engine": engine, "otel": mode, "anchor": bare}
             report["routes"] = measure(args, targets, routes)
-            if args.profile:
+            for name, server in servers.items():
+                report["apps"][name]["rss_mib"] = rss_mib(server.process.pid)
+            if args.profile and "guarded" in targets:
                 ratios = {
                     r: report["routes"]["guarded"][r]["throughput"]["rps"]
                     / report["routes"]["bare"][r]["throughput"]["rps"]

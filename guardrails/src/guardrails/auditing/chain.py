@@ -9,7 +9,7 @@ Why the chain never forks, on PostgreSQL and on SQLite, with any number of repli
 -----------------------------------------------------------------------------------
 `append()` begins with
 
-    UPDATE guardrails_audit_head SET seq = seq + 1 WHERE chain = :app_id
+    UPDATE guardrails_audit_head SET seq = seq + 1 WHERE chain = :app_id RETURNING seq, hash
 
 and that statement takes the chain's write lock, held until the transaction ends:
 
@@ -21,13 +21,17 @@ and that statement takes the chain's write lock, held until the transaction ends
   `lock_timeout` bounds the wait (LOCK_TIMEOUT), so a stuck transaction gives an AuditError
   (a 503), never a request that hangs.
 - SQLite: the UPDATE takes the database's one writer lock (RESERVED); there is one writer at a
-  time per database file, whatever the process. The Python driver opens the transaction
-  (deferred BEGIN) at the first write, so nothing was read from an older snapshot, and a
-  transaction that wrote before already holds the lock. Waiting is bounded by busy_timeout.
+  time per database file, whatever the process. Within a process, writers first queue for the
+  file's write gate (guardrails.core.db_writers), taken before the transaction's first write:
+  the gate, then SQLite's lock, always in that order, so the two cannot deadlock. The Python
+  driver opens the transaction (deferred BEGIN) at the first write, so nothing was read from an
+  older snapshot, and a transaction that wrote before already holds the lock. Waiting is
+  bounded (BUSY_TIMEOUT_S, then busy_timeout).
 
-Holding the lock, `append()` reads the head (`seq` is now this event's position, `hash` still
-the previous event's), hashes the event with that `prev_hash`, inserts it (`seq` is the primary
-key: two events can never commit at one position) and stores the new hash in the head. A
+The same statement returns the head it moved (`seq` is now this event's position, `hash` still
+the previous event's: on PostgreSQL the newest committed version, re-read after the wait);
+holding the lock, `append()` hashes the event with that `prev_hash`, inserts it (`seq` is the
+primary key: two events can never commit at one position) and stores the new hash in the head. A
 rollback undoes the head's UPDATE with the event and the change: no gap, no event without its
 change and no change without its event. The lock is held from the append to the commit, so
 the audited transactions of one app run one at a time through that short stretch: record the
@@ -48,10 +52,9 @@ from sqlalchemy import (
     String,
     Text,
     select,
-    text,
-    update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from guardrails.auditing.canonical import GENESIS, canonical, event_hash
@@ -93,6 +96,28 @@ class SinkCursor(GuardrailsModel):
     seq: Mapped[int] = mapped_column(Integer, default=0)
 
 
+def _statements(mark: str) -> dict[str, str]:
+    """The append's statements in the driver's own parameter style (`mark` formats a name).
+    They run on the driver's cursor, inside the session's transaction: an append runs three
+    statements while it holds the chain's lock, and SQLAlchemy's per-statement work (a few
+    times the statement's own cost on SQLite) would hold that lock longer."""
+    head, event = AuditHead.__tablename__, AuditEventRow.__tablename__
+    columns = [c.name for c in AuditEventRow.__table__.columns]
+    app, n, new_hash = mark.format("app"), mark.format("n"), mark.format("hash")
+    values = ", ".join(mark.format(c) for c in columns)
+    # Names from this module's own tables; every value is a bound parameter.
+    return {
+        # take the chain's lock by moving its head; the previous hash comes back with it
+        "take": f"UPDATE {head} SET seq = seq + {n} WHERE chain = {app} RETURNING seq, hash",  # noqa: S608
+        "insert": f"INSERT INTO {event} ({', '.join(columns)}) VALUES ({values})",  # noqa: S608
+        "move": f"UPDATE {head} SET hash = {new_hash} WHERE chain = {app}",  # noqa: S608
+        "lock_timeout": f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'",
+    }
+
+
+_SQL = {"sqlite": _statements(":{}"), "postgresql": _statements("%({})s")}
+
+
 def ensure_head(engine: Engine, app_id: str) -> None:
     """Create the app's head row if it is missing (any replica may; one wins)."""
     with Session(engine) as session:
@@ -113,21 +138,18 @@ def append(session: Session, app_id: str, event: dict[str, Any]) -> dict[str, An
 def extend(session: Session, app_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Chain `events` in `session`'s transaction; returns them chained. One lock on the head (it
     is held until the transaction ends), one INSERT, the head moved once: one event from the web
-    app, or many at once from a bulk load such as the test kit's seeding."""
+    app, the standalone events that arrived together (the audit log's group commit), or many at
+    once from a bulk load such as the test kit's seeding."""
     if not events:
         return []
     conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-    taken = conn.execute(
-        update(AuditHead).where(AuditHead.chain == app_id).values(seq=AuditHead.seq + len(events))
-    )
-    if taken.rowcount != 1:  # no head row yet (a database made before this app's first start)
+    sql = _SQL[conn.dialect.name]
+    taken = _run(conn, sql, "take", {"app": app_id, "n": len(events)})
+    if taken is None:  # no head row yet (a database made before this app's first start)
         session.add(AuditHead(chain=app_id, seq=len(events), hash=GENESIS))
         session.flush()
-    last, prev = conn.execute(
-        select(AuditHead.seq, AuditHead.hash).where(AuditHead.chain == app_id)
-    ).one()
+        taken = (len(events), GENESIS)
+    last, prev = taken  # the new seq, the hash of the event before the first one
     chained_events, rows = [], []
     for seq, event in enumerate(events, start=last - len(events) + 1):
         chained = {**event, "seq": seq, "prev_hash": prev}
@@ -149,9 +171,29 @@ def extend(session: Session, app_id: str, events: list[dict[str, Any]]) -> list[
         )
         chained_events.append(chained)
         prev = chained["hash"]
-    conn.execute(AuditEventRow.__table__.insert(), rows)
-    conn.execute(update(AuditHead).where(AuditHead.chain == app_id).values(hash=prev))
+    _run(conn, sql, "insert", rows)
+    _run(conn, sql, "move", {"app": app_id, "hash": prev})
     return chained_events
+
+
+def _run(conn: Connection, sql: dict[str, str], name: str, params: Any) -> Any:
+    """One statement of the append on the driver's cursor; the driver's errors come out as
+    SQLAlchemy's (OperationalError, IntegrityError...), like every other statement's."""
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.dbapi_connection.cursor()
+    statement = sql[name]
+    try:
+        if name == "take" and conn.dialect.name == "postgresql":
+            cursor.execute(sql["lock_timeout"])
+        if isinstance(params, list):
+            cursor.executemany(statement, params)
+            return None
+        cursor.execute(statement, params)
+        return cursor.fetchone() if name == "take" else None
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(statement, params, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
 
 
 def events_after(session: Session, seq: int, limit: int) -> list[dict[str, Any]]:

@@ -13,7 +13,13 @@ Where an event is written:
   event commit together or not at all;
 - a refusal or failure recorded inside one is written on its own right after that transaction
   ends (it says what was refused, whatever happens to the transaction);
-- anywhere else, the event is committed on its own at once.
+- anywhere else, the event is committed on its own at once. Such standalone events that arrive
+  together (from several threads) share one transaction: group commit. The first caller
+  writes every event waiting at that moment in one transaction (one chain lock, one INSERT,
+  one commit, so one fsync); the callers that arrive meanwhile wait and are written together by
+  the next one. Each `record` returns only after the commit that holds its event, or raises
+  AuditError; if a shared commit fails, each of its events is tried once more on its own, so
+  one caller's problem never costs the others their event.
 
 Fail closed: when the event cannot be written, `record` raises AuditError, the caller's
 transaction rolls back and the user gets a 503 - the action is never done silently.
@@ -26,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -66,6 +73,67 @@ class AuditError(RuntimeError):
     """An audit event could not be written; the action it describes must not happen."""
 
 
+class GroupCommit:
+    """Standalone events that arrive together share one commit (see the module's docstring).
+    `write(events)` writes a batch in one transaction and returns the chained events."""
+
+    def __init__(self, write: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]):
+        self.write = write
+        self.batches = 0  # commits made, and events written (group size = events / batches)
+        self.events = 0
+        self._cond = threading.Condition()
+        self._waiting: list[_Slot] = []
+        self._writing = False
+
+    def submit(self, event: dict[str, Any]) -> dict[str, Any]:
+        slot = _Slot(event)
+        with self._cond:
+            self._waiting.append(slot)
+            while self._writing and not slot.done:
+                self._cond.wait()
+            if not slot.done:  # nobody is writing: this caller writes every waiting event
+                self._writing = True
+                batch, self._waiting = self._waiting, []
+        if not slot.done:
+            self._lead(batch)
+        if slot.error is None:
+            return slot.chained
+        if slot.shared:  # the shared commit failed: this event once more, on its own
+            return self.write([event])[0]
+        raise slot.error
+
+    def _lead(self, batch: list[_Slot]) -> None:
+        try:
+            chained = self.write([s.event for s in batch])
+        except Exception as exc:  # noqa: BLE001 - handed to each caller of the batch
+            for s in batch:
+                s.error, s.shared = exc, len(batch) > 1
+        else:
+            for s, c in zip(batch, chained, strict=True):
+                s.chained = c
+        finally:
+            with self._cond:
+                self.batches += 1
+                self.events += len(batch)
+                for s in batch:
+                    if not s.chained and s.error is None:  # interrupted (KeyboardInterrupt...)
+                        s.error = AuditError("the audit event's commit was interrupted")
+                    s.done = True
+                self._writing = False
+                self._cond.notify_all()
+
+
+class _Slot:
+    __slots__ = ("chained", "done", "error", "event", "shared")
+
+    def __init__(self, event: dict[str, Any]):
+        self.event = event
+        self.chained: dict[str, Any] = {}
+        self.done = False
+        self.error: BaseException | None = None
+        self.shared = False
+
+
 @dataclass
 class AuditLog:
     """The audit log of one app: events go into `sessions`' database, then to the outbox."""
@@ -76,6 +144,7 @@ class AuditLog:
     observers: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.group = GroupCommit(self._write_batch)
         sa_event.listen(self.sessions, "after_transaction_create", self._began)
         sa_event.listen(self.sessions, "after_commit", self._committed)
         sa_event.listen(self.sessions, "after_transaction_end", self._ended)
@@ -93,7 +162,7 @@ class AuditLog:
             for observe in self.observers:
                 observe(event)
         if self.outbox is not None:
-            self.outbox.committed()
+            self.outbox.committed(written)
 
     def _ended(self, session: Session, transaction) -> None:
         if transaction.parent is not None:
@@ -116,9 +185,15 @@ class AuditLog:
         return chained
 
     def _write_alone(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self.group.submit(event)
+
+    def _write_batch(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Events in one transaction of their own (group commit), committed when it returns."""
         try:
             with self.sessions() as session, session.begin():
-                return self._append(session, event)
+                chained = chain.extend(session, self.app_id, events)
+                session.info.setdefault(_WROTE, []).extend(chained)
+                return chained
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot write the audit event to the database: {exc}") from exc
 

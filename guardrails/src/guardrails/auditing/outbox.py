@@ -11,7 +11,7 @@ Sinks:
 - `JsonlFileSink` (laptops; MICROAPP_AUDIT_FILE): the chain as a JSONL file, one event per
   line, never a partial record. It knows its own position (the last line), so it receives each
   event exactly once even when several processes deliver, and a deleted file is written again
-  from the first event.
+  from the first event. Being its own cursor, it costs no database write per delivery.
 - `HttpSink` (MICROAPP_AUDIT_HTTP_URL): POST `{"events": [...]}`; any 2xx accepts the batch.
 - `OtlpLogSink` (SIEM; MICROAPP_AUDIT_OTLP_ENDPOINT, or the OTLP endpoint of the telemetry
   settings when MICROAPP_AUDIT_OTLP is on): OTLP/HTTP JSON log records, the event's canonical
@@ -155,7 +155,9 @@ class JsonlFileSink:
             kept=str(kept),
         )
 
-    def deliver(self, events: Sequence[dict[str, Any]]) -> None:
+    def deliver(self, events: Sequence[dict[str, Any]], *, follows: bool = False) -> None:
+        """Append the events the file does not hold yet. `follows`: they must continue the
+        file's last event (events straight from a commit, not read from the table)."""
         try:
             fd = self._open()
             try:
@@ -171,7 +173,7 @@ class JsonlFileSink:
                 todo = [e for e in events if e["seq"] > held]
                 if not todo:
                     return
-                if held and todo[0]["seq"] != held + 1:
+                if (held or follows) and todo[0]["seq"] != held + 1:
                     raise DeliveryError(
                         f"{self.path} ends at event {held}, the next one to write is "
                         f"{todo[0]['seq']}"
@@ -309,6 +311,7 @@ class Outbox:
         state = self.state[sink.name]
         with state.lock, self.sessions() as session:
             held = sink.position()
+            positioned = held is not None  # the sink is its own cursor: no row to move
             postgres = session.get_bind().dialect.name == "postgresql"
             if held is None:
                 query = select(chain.SinkCursor.seq).where(chain.SinkCursor.sink == sink.name)
@@ -323,6 +326,7 @@ class Outbox:
             self._measure(session, sink.name, held, events)
             if events:
                 sink.deliver(events)
+            if events and not positioned:  # a read-only transaction for the file: no commit
                 moved = session.execute(
                     update(chain.SinkCursor)
                     .where(chain.SinkCursor.sink == sink.name)
@@ -358,13 +362,20 @@ class Outbox:
 
     def _measure_backlog(self, name: str) -> None:
         """The backlog from the cursor, when a delivery failed before measuring it."""
+        sink = next(s for s in self.sinks if s.name == name)
+        try:
+            position = sink.position()
+        except DeliveryError:
+            position = None
         try:
             with self.sessions() as session:
-                held = session.get(chain.SinkCursor, name)
+                if position is None:
+                    cursor = session.get(chain.SinkCursor, name)
+                    position = cursor.seq if cursor else 0
                 count, _hash = chain.head(session, self.app_id)
         except SQLAlchemyError:
             return
-        self.state[name].backlog = max(0, count - (held.seq if held else 0))
+        self.state[name].backlog = max(0, count - position)
 
     def _measure_after(self, name: str, events: list[dict]) -> None:
         state = self.state[name]
@@ -411,15 +422,29 @@ class Outbox:
             state.failures, state.not_before, state.last_error = 0, 0.0, None
         return caught_up
 
-    def committed(self) -> None:
-        """Called after a commit that wrote events: the file now, network sinks soon."""
-        local = [s for s in self.sinks if s.local]
-        if local:
+    def committed(self, events: Sequence[dict[str, Any]] = ()) -> None:
+        """Called after a commit that wrote `events`: the file now, network sinks soon. The
+        file takes the committed events straight away when it ends just before them (the
+        usual case: no read back from the database); otherwise it catches up from the table."""
+        for sink in (s for s in self.sinks if s.local):
             try:
-                self.deliver(local)
+                if not (events and self._deliver_direct(sink, events)):
+                    self.deliver([sink])
             except Exception as exc:  # noqa: BLE001 - never fail the committed action
                 log.warning("audit file delivery deferred", error=str(exc))
         self._wake.set()
+
+    def _deliver_direct(self, sink: Sink, events: Sequence[dict[str, Any]]) -> bool:
+        state = self.state[sink.name]
+        if state.failures or not isinstance(sink, JsonlFileSink):  # failing: with its backoff
+            return False
+        with state.lock:
+            try:
+                sink.deliver(events, follows=True)  # checked under the file's lock: no gap
+            except DeliveryError:
+                return False
+        self._measure_after(sink.name, events)
+        return True
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Deliver until every sink is caught up or `timeout` passes (tests, shutdown)."""

@@ -6,6 +6,11 @@ delivery cursors) subclass `GuardrailsModel`, whose metadata is separate, so tha
 migrations (`migrations/`, Alembic) never see them and guardrails migrates them on its own
 (guardrails.core.migrate).
 
+On SQLite, writers queue in-process for the file's write gate (guardrails.core.db_writers)
+before they reach SQLite's lock, instead of sleeping in its busy handler. SQLite runs in WAL
+mode (readers never block the writer) with `synchronous=FULL`: each commit is fsynced before it
+returns, so a committed change, and its audit event, survives a power cut.
+
 Every engine pings a pooled connection before use (`pool_pre_ping`), so that after a database
 restart the next request gets a fresh connection instead of an error: the app recovers without
 a restart. A database that cannot be reached raises `sqlalchemy.exc.OperationalError` (a
@@ -19,6 +24,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from guardrails.core.db_writers import BUSY_TIMEOUT_S, GatedConnection
 
 SQLITE_POOL = 40  # connections kept open to a SQLite file (each opened when first needed)
 
@@ -54,7 +61,7 @@ def make_engine(database_url: str) -> Engine:
         file = url.database and url.database != ":memory:" and "mode=memory" not in str(url)
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False},
+            connect_args={"check_same_thread": False, "factory": GatedConnection},
             pool_pre_ping=True,
             **({"pool_size": SQLITE_POOL} if file else {}),
         )
@@ -64,7 +71,8 @@ def make_engine(database_url: str) -> Engine:
             cur = conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=5000")
+            cur.execute("PRAGMA synchronous=FULL")  # durable commits (WAL's NORMAL is not)
+            cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")  # other processes
             cur.close()
 
         return engine

@@ -95,7 +95,7 @@ class Settings:
     base_url: str = "http://localhost:8000"
     database_url: str = "sqlite:///var/app.db"
     audit_file: Path | None = Path("var/audit.jsonl")  # the JSONL sink; None: no file
-    audit_fsync: bool = True
+    audit_fsync: bool = False  # the file is an export: the database's commit is the record
     audit_http_url: str | None = None  # MICROAPP_AUDIT_HTTP_URL: POST batches of events
     audit_otlp_endpoint: str | None = None  # MICROAPP_AUDIT_OTLP_ENDPOINT: OTLP/HTTP logs
     audit_checkpoint_interval: float = 60.0  # MICROAPP_AUDIT_CHECKPOINT_INTERVAL (seconds)
@@ -140,7 +140,7 @@ class Settings:
                 if env.get("MICROAPP_AUDIT_FILE", "x").strip().lower() not in ("", "none")
                 else None
             ),
-            audit_fsync=_flag(env.get("MICROAPP_AUDIT_FSYNC"), True),
+            audit_fsync=_flag(env.get("MICROAPP_AUDIT_FSYNC"), False),
             migrations_path=Path(env.get("MICROAPP_MIGRATIONS") or "migrations"),
             audit_http_url=(env.get("MICROAPP_AUDIT_HTTP_URL") or "").strip() or None,
             audit_otlp_endpoint=(env.get("MICROAPP_AUDIT_OTLP_ENDPOINT") or "").strip() or None,

@@ -60,6 +60,12 @@ class PostgresCluster:
     port: int
     password: str
     user: str | None  # the system user the server runs as (None: the current user)
+    durable: bool = False  # fsync on (benchmarks of commits); tests run without it
+
+    @property
+    def options(self) -> str:
+        durability = "" if self.durable else " -c fsync=off -c full_page_writes=off"
+        return f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1{durability}"
 
     @property
     def url(self) -> str:
@@ -79,16 +85,13 @@ class PostgresCluster:
 
     def start_server(self) -> None:
         """Start the stopped server again, on the same port with the same data."""
-        options = (
-            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c full_page_writes=off"
-        )
-        self._run("pg_ctl", "-D", str(self.folder / "data"), "-o", options, "-w", "-t", "60",
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-o", self.options, "-w", "-t", "60",
                   "-l", str(self.folder / "server.log"), "start")  # fmt: skip
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls):
+    def start(cls, durable: bool = False):
+        """`durable`: fsync on, as in production (every commit waits for the disk)."""
         bin_dir = find_bin_dir()
         user = None
         if os.geteuid() == 0:
@@ -102,7 +105,7 @@ class PostgresCluster:
                 raise PostgresUnavailable("running as root and `runuser` is missing")
             user = "postgres"
         folder = Path(tempfile.mkdtemp(prefix="microapp-pg-"))
-        cluster = cls(bin_dir, folder, _free_port(), secrets.token_urlsafe(18), user)
+        cluster = cls(bin_dir, folder, _free_port(), secrets.token_urlsafe(18), user, durable)
         pwfile = folder / "pw"
         pwfile.write_text(cluster.password)
         if user:
@@ -125,16 +128,12 @@ class PostgresCluster:
                 "--no-instructions",
             )
             pwfile.unlink()
-            options = (
-                f"-p {cluster.port} -k {folder} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c full_page_writes=off"
-            )
             cluster._run(
                 "pg_ctl",
                 "-D",
                 str(folder / "data"),
                 "-o",
-                options,
+                cluster.options,
                 "-w",
                 "-t",
                 "60",
