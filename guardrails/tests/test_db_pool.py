@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import event, text
 
-from guardrails.core.db import SQLITE_POOL, make_engine
+from guardrails.core.db import SQLITE_MMAP, SQLITE_POOL, make_engine
 
 
 def test_connections_used_at_once_are_kept_for_the_next_requests(tmp_path):
@@ -29,3 +29,14 @@ def test_an_in_memory_database_still_works():
     engine = make_engine("sqlite://")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_reads_share_the_page_cache_through_a_memory_map(tmp_path):
+    """Every connection reads the file through a memory map (the operating system's page cache,
+    shared), and the settings that make commits durable stay as they were."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA mmap_size")).scalar() == SQLITE_MMAP
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+    engine.dispose()
