@@ -152,8 +152,8 @@ def check_pages(
                         confirm.click()
                         tab.wait_for_load_state()
                         pages.append(_check(tab, user, f"{shape(tab.url)} (signed out)", shots))
-                    seen.update({"not found", "signed out"})
-                say(f"    {user}: {len(seen)} page(s) checked ({number}/{len(users)} users)")
+                checked = sum(page.user == user for page in pages)
+                say(f"    {user}: {checked} page(s) checked ({number}/{len(users)} users)")
                 context.close()
         finally:
             browser.close()
