@@ -5,7 +5,7 @@ import time
 import pytest
 from fastapi import APIRouter, Depends
 
-from guardrails import create_app, limit_per_user
+from guardrails import create_app, current_user, limit_per_user, require_user
 from guardrails.core.ratelimit import RateLimiter
 from guardrails.testing import login, serve
 
@@ -50,7 +50,8 @@ def test_third_call_in_a_minute_gets_a_429_page_and_is_audited(runtime, demo):
         assert client.get(f"{live.url}/ping").status_code == 200
         refused = client.get(f"{live.url}/ping")
         assert refused.status_code == 429
-        assert "limit of 2 per minute" in refused.text and "try again in" in refused.text
+        assert "limit of 2 per minute for this action" in refused.text
+        assert "try again in" in refused.text
         assert int(refused.headers["retry-after"]) >= 1
     event = live.audit_events()[-1]
     assert event["action"] == "ratelimit.exceeded" and event["result"] == "denied"
@@ -112,3 +113,93 @@ def test_a_route_answers_503_when_its_limit_fails_closed(tmp_path, idp, manifest
         login(client, live, demo["admin"], next_path="/healthz")
         answer = client.get(f"{live.url}/ping")
     assert answer.status_code == 503 and answer.headers["retry-after"] == "30"
+
+
+def quota_app(runtime):
+    app = create_app(runtime=runtime)
+    router = APIRouter()
+
+    @router.get("/me")
+    def me(user=Depends(require_user)):
+        return {"user": user.email}
+
+    @router.get("/me-twice")
+    def me_twice(user=Depends(require_user), again=Depends(current_user)):
+        return {"user": user.email}  # two dependencies ask for the caller: counted once
+
+    @router.get("/open")
+    def open_page():
+        return {"ok": True}
+
+    app.include_router(router)
+    return app
+
+
+def quota_runtime(tmp_path, idp, manifest, per_minute):
+    import dataclasses
+
+    from guardrails.core.runtime import build_runtime
+    from guardrails.testing import test_settings
+
+    raw = {**manifest.raw, "quotas": {"requests_per_minute": per_minute}}
+    return build_runtime(test_settings(tmp_path, idp), dataclasses.replace(manifest, raw=raw))
+
+
+def test_every_signed_in_request_counts_once_against_the_manifest_quota(
+    tmp_path, idp, manifest, demo
+):
+    import httpx
+
+    from guardrails.testing import local_access_token
+
+    runtime = quota_runtime(tmp_path, idp, manifest, 3)
+    admin, other = demo["admin"], next(email for role, email in demo.items() if role != "admin")
+    with serve(quota_app, runtime) as live, live.client() as a, live.client() as b:
+        login(a, live, admin, next_path="/healthz")
+        login(b, live, other, next_path="/healthz")
+        codes = [a.get(f"{live.url}/me-twice").status_code for _ in range(3)]
+        refused = [a.get(f"{live.url}/me") for _ in range(3)]
+        assert codes == [200, 200, 200] and {r.status_code for r in refused} == {429}
+        assert "limit of 3 per minute for requests" in refused[0].text
+        assert 1 <= int(refused[0].headers["retry-after"]) <= 60
+        assert b.get(f"{live.url}/me").status_code == 200  # another user has their own budget
+        # an API caller's bearer token counts against the same person's budget
+        token = local_access_token(runtime.sso_issuer, manifest.sso_client_id, admin)
+        api = httpx.get(f"{live.url}/me", headers={"authorization": f"Bearer {token}"})
+        assert api.status_code == 429
+        # anonymous requests (here: a public route) are not the quota's to count
+        assert {httpx.get(f"{live.url}/open").status_code for _ in range(5)} == {200}
+    events = [e for e in live.audit_events() if e["action"] == "ratelimit.exceeded"]
+    assert len(events) == 1  # four refusals in one spell: audited once, not flooded
+    assert events[0]["actor"]["email"] == admin
+    assert events[0]["metadata"]["per_minute"] == 3
+
+
+def test_the_default_quota_is_the_documented_one(manifest):
+    import dataclasses
+
+    from guardrails.core.deployment import DEFAULT_QUOTAS
+
+    raw = {key: value for key, value in manifest.raw.items() if key != "quotas"}
+    assert dataclasses.replace(manifest, raw=raw).requests_per_minute == 120
+    assert DEFAULT_QUOTAS["requests_per_minute"] == 120
+    raw = {**raw, "quotas": {"requests_per_minute": 600}}
+    assert dataclasses.replace(manifest, raw=raw).requests_per_minute == 600
+
+
+def test_a_refusal_spell_is_reported_once_and_the_memory_is_bounded(monkeypatch):
+    from guardrails.core import ratelimit
+
+    monkeypatch.setattr(ratelimit, "REPORTED_KEYS", 3)
+    window = RateLimiter(1)
+    assert window.first_refusal("u", 0.2) and not window.first_refusal("u", 0.2)
+    time.sleep(0.25)
+    assert window.first_refusal("u", 0.2)  # a new spell
+    for key in "vwxyz":
+        assert window.first_refusal(key, 60)
+    assert len(window._reported) == 3
+
+
+def test_the_quota_name_is_reserved():
+    with pytest.raises(ValueError, match="quota"):
+        limit_per_user("requests", per_minute=5)

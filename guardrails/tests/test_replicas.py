@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import yaml
 from sqlalchemy import text
 
 from guardrails.auditing import chain
@@ -101,6 +102,16 @@ class Replica:
             self.process.wait(15)
 
 
+def busy_manifest(tmp_path: Path) -> Path:
+    """The test manifest with room for this test's requests: one user makes about 200 a minute,
+    above the default request quota (the per-action budget of step 3 is what is tested)."""
+    data = yaml.safe_load((HERE / "data/microapp.yaml").read_text())
+    data["quotas"]["requests_per_minute"] = 10_000
+    path = tmp_path / "microapp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 def test_two_replicas_keep_one_chain_one_decision_one_budget(
     tmp_path, request, idp, manifest, demo, redis_url
 ):
@@ -108,7 +119,7 @@ def test_two_replicas_keep_one_chain_one_decision_one_budget(
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("MICROAPP_", "OTEL_"))},
         "DATABASE_URL": url,
-        "MICROAPP_MANIFEST": str(HERE / "data/microapp.yaml"),
+        "MICROAPP_MANIFEST": str(busy_manifest(tmp_path)),
         "MICROAPP_DOTENV": str(tmp_path / "no.env"),
         "MICROAPP_SSO_ISSUER": idp,
         "MICROAPP_SESSION_KEY": "replica-session-key-" + "x" * 32,

@@ -33,6 +33,7 @@ from guardrails.core.rules import (
 # Defaults for the optional `quotas` and `deploy` fields of the manifest (the schema says the
 # same in each field's description; a test keeps the two in step).
 DEFAULT_QUOTAS = {
+    "requests_per_minute": 120,  # per signed-in caller, enforced by the app (guardrails.web)
     "cpu": "100m",
     "cpu_limit": "500m",
     "memory": "256Mi",

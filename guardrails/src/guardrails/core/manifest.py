@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
+from guardrails.core.deployment import DEFAULT_QUOTAS
 from guardrails.core.rules import is_secure_or_local_url, risk_tier
 
 SCHEMA_VERSION = 3
@@ -130,6 +131,12 @@ class Manifest:
     @property
     def risk_tier(self) -> int:
         return self.raw["risk_tier"]
+
+    @property
+    def requests_per_minute(self) -> int:
+        """Requests a minute each signed-in caller may make (`quotas.requests_per_minute`)."""
+        chosen = (self.raw.get("quotas") or {}).get("requests_per_minute")
+        return int(chosen or DEFAULT_QUOTAS["requests_per_minute"])
 
     @property
     def limits_fail_open(self) -> bool:

@@ -23,6 +23,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 log = structlog.get_logger("guardrails.ratelimit")
 REDIS_TIMEOUTS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+REPORTED_KEYS = 4096
 
 
 class RateLimitUnavailable(RuntimeError):
@@ -50,6 +51,22 @@ class RateLimiter:
         options = REDIS_TIMEOUTS if url.startswith(("redis://", "rediss://")) else {}
         self.storage = storage_from_string(url, **options)
         self._limiter = MovingWindowRateLimiter(self.storage)
+        # In this process: `take` never waits on a network, so it may run on the event loop.
+        self.local = url.startswith("memory://")
+        self._reported: dict[str, float] = {}  # key -> end of the refusal already reported
+
+    def first_refusal(self, key: str, wait: float) -> bool:
+        """Whether this refusal of `key` is the first of its spell (the others within `wait`
+        seconds are not reported again: a caller hammering a limit must not flood the audit
+        trail). Remembers at most REPORTED_KEYS keys, the oldest forgotten first."""
+        now = time.monotonic()
+        if self._reported.get(key, 0.0) > now:
+            return False
+        self._reported.pop(key, None)
+        while len(self._reported) >= REPORTED_KEYS:
+            del self._reported[next(iter(self._reported))]
+        self._reported[key] = now + wait
+        return True
 
     def take(self, key: str = "") -> float:
         """Record one event for `key`; returns 0 when allowed, else seconds until allowed.

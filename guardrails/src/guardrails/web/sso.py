@@ -38,6 +38,7 @@ from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
 from guardrails.auditing.log import Actor, audit
 from guardrails.core.context import set_actor
+from guardrails.web import quota
 from guardrails.web.security import audit_denial, security_event
 
 MAX_SEEN_JTI = 10_000  # logout token ids remembered against replay (10 minutes, at most this many)
@@ -741,7 +742,8 @@ def _remember(request: Request, user: User | None) -> User | None:
 
 
 async def _caller(request: Request) -> User | None:
-    """The caller, authenticated once per request whichever dependency asks first."""
+    """The caller, authenticated once per request whichever dependency asks first, and counted
+    once against the app's request quota (guardrails.web.quota: 429 beyond it)."""
     known = request.scope.get(_CALLER)
     if known is not None:
         return known[0]
@@ -756,8 +758,12 @@ async def _caller(request: Request) -> User | None:
             security_event("bearer_refused", exc.reason)
             raise
         user = _claims_to_user(claims, sso.manifest, via="bearer", issuer=sso.issuer)
-        return _remember(request, user)
-    return _remember(request, session_user(request))
+    else:
+        user = session_user(request)
+    _remember(request, user)
+    if user is not None:
+        await quota.enforce_quota(request, user.id)
+    return user
 
 
 # The dependencies below take only the request and call each other as plain functions, not
