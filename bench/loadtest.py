@@ -346,7 +346,7 @@ def audit_isolated(work: Path, samples: int) -> dict:
 
 # ---------------------------------------------------------------------- profiling
 def profile(args, server: Server, route: str, cookie: str, body: str, out: Path) -> dict:
-    """py-spy on the guarded server during one extra (unmeasured) throughput run."""
+    """py-spy on a server during one extra (unmeasured) throughput run of `route`."""
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not py_spy:
         return {"error": "py-spy is not installed"}
@@ -380,6 +380,31 @@ def profile(args, server: Server, route: str, cookie: str, body: str, out: Path)
     return {"route": route, "speedscope": str(out), **summarise_speedscope(out)}
 
 
+def profile_worst(args, report: dict, targets: dict, routes: list[str]) -> dict:
+    """py-spy the guarded app and route furthest below its bare anchor, then the anchor on the
+    same route, so the two top-10 lists can be set side by side."""
+    ratios = {}
+    for name, app in report["apps"].items():
+        anchor = app.get("anchor")
+        if anchor and name in report["routes"] and anchor in report["routes"]:
+            for route in routes:
+                ours = report["routes"][name][route]["throughput"]["rps"]
+                theirs = report["routes"][anchor][route]["throughput"]["rps"]
+                ratios[(name, route)] = ours / theirs if theirs else 0.0
+    if not ratios:
+        return {"error": "no guarded app with an anchor was measured"}
+    name, route = min(ratios, key=ratios.get)
+    anchor = report["apps"][name]["anchor"]
+    out = {"app": name, "route": route, "ratio": round(ratios[(name, route)], 2)}
+    for role, target in (("guarded", name), ("bare", anchor)):
+        t = targets[target]
+        path = args.profile.with_name(
+            args.profile.name.replace(".speedscope", f"-{target}.speedscope")
+        )
+        out[role] = {"app": target, **profile(args, t.server, route, t.cookie, t.body, path)}
+    return out
+
+
 def _bucket(file: str) -> str:
     """A frame's component: guardrails module, third-party package, or stdlib module."""
     path = file.replace("\\", "/")
@@ -398,19 +423,18 @@ def _bucket(file: str) -> str:
 
 
 HOT_SPOTS = {  # functions whose inclusive share says what one guardrail costs
-    "SessionStore.load": "server-side session read (per request)",
+    "GuardrailsMiddleware.__call__": "the guardrails' middleware (and everything inside it)",
+    "GuardrailsMiddleware._read_session": "session cookie check + read",
+    "SessionStore.read": "server-side session read (per request)",
     "SessionStore.save": "server-side session write",
-    "ServerSideSessionMiddleware._read": "session cookie check + read",
-    "JsonlChainSink.append": "audit append",
-    "AuditLog.record": "audit record (event, sinks, log line)",
-    "csrf_protect": "CSRF check",
-    "OpenTelemetryMiddleware._set_send_span": "OTel: send spans",
-    "_get_default_span_details": "OTel: route lookup for the span name",
-    "Histogram.record": "OTel: request metrics",
+    "check_csrf": "CSRF check (unsafe methods)",
+    "enforce_quota": "the request quota",
+    "HttpServer.start": "OTel: request span and metric, start",
+    "HttpServer.end": "OTel: request span and metric, end",
+    "AuditLog.record": "audit record (event, chain, log line)",
+    "AuditLog._append": "audit chain append (in the change's transaction)",
     "BatchProcessor.worker": "OTel: span export thread",
-    "SecretsGate.__call__": "secrets gate (and everything inside it)",
-    "RequestContextMiddleware.__call__": "request context (and everything inside it)",
-    "OpenTelemetryMiddleware.__call__": "OTel ASGI middleware (and everything inside it)",
+    "prepare_secrets": "secrets gate",
 }
 
 
@@ -419,14 +443,16 @@ def summarise_speedscope(path: Path, top: int = 10) -> dict:
     functions that say what each guardrail costs (HOT_SPOTS)."""
     data = json.loads(path.read_text())
     frames = data["shared"]["frames"]
-    self_time, functions = Counter(), Counter()
+    self_time, functions, function_self = Counter(), Counter(), Counter()
     total = 0.0
     for prof in data["profiles"]:
         for stack, weight in zip(prof["samples"], prof["weights"], strict=False):
             if not stack:
                 continue
             total += weight
-            self_time[_bucket(frames[stack[-1]].get("file", ""))] += weight
+            leaf = frames[stack[-1]]
+            self_time[_bucket(leaf.get("file", ""))] += weight
+            function_self[f"{leaf['name']} ({_bucket(leaf.get('file', ''))})"] += weight
             seen = set()
             for i in stack:
                 f = frames[i]
@@ -442,6 +468,7 @@ def summarise_speedscope(path: Path, top: int = 10) -> dict:
     return {
         "gil_seconds": round(total, 2),
         "self_pct": share(self_time),
+        "functions_self_pct": share(function_self),
         "hot_spots_pct": [
             [name, pct, HOT_SPOTS[name.split(": ", 1)[1]]]
             for name, pct in share(spots, len(HOT_SPOTS))
@@ -708,15 +735,8 @@ def main() -> None:
             report["routes"] = measure(args, targets, routes)
             for name, server in servers.items():
                 report["apps"][name]["rss_mib"] = rss_mib(server.process.pid)
-            if args.profile and "guarded" in targets:
-                ratios = {
-                    r: report["routes"]["guarded"][r]["throughput"]["rps"]
-                    / report["routes"]["bare"][r]["throughput"]["rps"]
-                    for r in routes
-                }
-                worst = min(ratios, key=ratios.get)
-                g = targets["guarded"]
-                report["profile"] = profile(args, g.server, worst, g.cookie, g.body, args.profile)
+            if args.profile:
+                report["profile"] = profile_worst(args, report, targets, routes)
         finally:
             for server in servers.values():
                 server.stop()

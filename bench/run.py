@@ -739,10 +739,9 @@ def load_rows(load: dict) -> list[tuple]:
         rows.append(("load on PostgreSQL", f"skipped: {load['postgresql_skipped'][:90]}"))
     apps = load_apps(load)
     for route, label in LABELS.items():
-        if route not in load["routes"].get("bare", {}):
-            continue
         for name, app in apps.items():
-            if route in load["routes"].get(name, {}):
+            anchor = load["routes"].get(app["anchor"], {})
+            if route in load["routes"].get(name, {}) and route in anchor:
                 rows += _route_rows(load, route, label, name, app)
     every = load.get("apps") or {}
     for name, app in apps.items():
@@ -1026,18 +1025,31 @@ def table(result: dict) -> str:
         else:
             lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
     prof = (result.get("load") or {}).get("profile")
-    if prof and "error" not in prof:
+    if prof and "error" not in prof and "guarded" in prof:
         lines += [
             "",
-            f"profile: guarded app under load, route {prof['route']}, py-spy --gil "
-            f"({prof['gil_seconds']} s of GIL time; {prof['speedscope']})",
-            "  self time by component:",
+            f"profile: {prof['app']} on {prof['route']} ({prof['ratio']} of its anchor), and "
+            "its bare anchor, same load; py-spy --gil, self time",
         ]
-        lines += [f"    {pct:5.1f} %  {name}" for name, pct in prof["self_pct"]]
-        lines.append("  selected functions, inclusive (a caller includes its callees):")
-        lines += [f"    {pct:5.1f} %  {name}: {what}" for name, pct, what in prof["hot_spots_pct"]]
+        for role in ("guarded", "bare"):
+            one = prof[role]
+            if "error" in one:
+                lines.append(f"  {one['app']}: {one['error']}")
+                continue
+            lines.append(
+                f"  {one['app']} ({one['gil_seconds']} s of GIL time; {one['speedscope']})"
+            )
+            lines += [f"    {pct:5.1f} %  {name}" for name, pct in one["functions_self_pct"]]
+        guarded = prof["guarded"]
+        if "error" not in guarded:
+            lines.append(f"  {guarded['app']}, by component:")
+            lines += [f"    {pct:5.1f} %  {name}" for name, pct in guarded["self_pct"]]
+            lines.append("  its guardrails, inclusive (a caller includes its callees):")
+            lines += [
+                f"    {pct:5.1f} %  {name}: {what}" for name, pct, what in guarded["hot_spots_pct"]
+            ]
     elif prof:
-        lines += ["", f"profile: {prof['error']}"]
+        lines += ["", f"profile: {prof.get('error', 'an earlier format: see the JSON')}"]
     return "\n".join(lines)
 
 

@@ -35,3 +35,32 @@ def test_the_app_recovers_when_postgresql_comes_back(tmp_path, idp, manifest, de
         assert events == ["thing.change", "thing.change"]  # none for the refused one
     finally:
         cluster_cm.__exit__(None, None, None)
+
+
+def test_a_signed_in_browser_survives_a_postgresql_restart(tmp_path, idp, manifest, demo):
+    """The session is read on the event loop's own connection: a restart breaks it, the page
+    says the database is away (503, not a 500), and the same session works once it is back."""
+    from guardrails.testing import login
+
+    try:
+        cluster_cm = PostgresCluster.start()
+        cluster = cluster_cm.__enter__()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    try:
+        runtime = build_runtime(test_settings(tmp_path, idp, database_url=cluster.url), manifest)
+        from guardrails.core import migrate
+
+        migrate.upgrade(runtime.engine, [migrate.guardrails_project()])
+        with serve(tiny_app, runtime) as live, live.client() as browser:
+            login(browser, live, demo["admin"], next_path="/healthz")
+            before = browser.get(f"{live.url}/").json()
+            assert before["via"] == "session"
+            cluster.stop_server()
+            down = browser.get(f"{live.url}/", timeout=30)
+            assert down.status_code == 503 and down.headers["retry-after"]
+            cluster.start_server()
+            back = browser.get(f"{live.url}/")
+            assert back.status_code == 200 and back.json()["id"] == before["id"]  # same session
+    finally:
+        cluster_cm.__exit__(None, None, None)

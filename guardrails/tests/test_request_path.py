@@ -1,8 +1,10 @@
 """The GET path of issue 17: what the one middleware does cheaply must still be right.
 
-The session read on a SQLite file runs on the event loop without a cache, so a sign-out seen by
-one process is seen by every other at once; the CSRF check reads a form's token and the route
-still gets the whole body; the role dependencies are plain calls that authenticate once.
+The session read on a SQLite file, and on PostgreSQL, runs on the event loop without a cache, so
+a sign-out seen by one process is seen by every other at once; a PostgreSQL restart or a
+rotated engine costs a fallback read in a thread, never a wrong answer; the CSRF check reads a
+form's token and the route still gets the whole body; the role dependencies are plain calls that
+authenticate once.
 """
 
 import hashlib
@@ -14,6 +16,8 @@ from guardrails import User, create_app, current_user, require_role, require_use
 from guardrails.core.db import make_engine, make_sessionmaker
 from guardrails.testing import login, serve
 from guardrails.web.sessions import SessionStore
+
+from .test_audit import fresh_url
 
 
 def test_a_sign_out_in_one_process_ends_the_session_in_every_other_at_once(runtime):
@@ -35,6 +39,76 @@ def test_a_sign_out_in_one_process_ends_the_session_in_every_other_at_once(runti
     assert anyio.run(replica_b.read, "sid-2") is None
     replica_b.close()
     replica_a.close()
+
+
+def _stores_on_postgresql(tmp_path, request):
+    from guardrails.core import db
+
+    url = db.with_driver(fresh_url("postgresql", tmp_path, request))
+    engine = make_engine(url)
+    db.create_all(engine)
+    return url, SessionStore(make_sessionmaker(engine), max_age=60)
+
+
+def test_postgresql_sessions_are_read_on_the_event_loop_and_sign_outs_seen_at_once(
+    tmp_path, request, monkeypatch
+):
+    url, replica_a = _stores_on_postgresql(tmp_path, request)
+    replica_b = SessionStore(make_sessionmaker(make_engine(url)), max_age=60)
+    threaded = []
+    monkeypatch.setattr(replica_b, "load", lambda sid: threaded.append(sid))
+
+    async def reads():
+        replica_a.save("sid-1", {"user": {"sub": "ann"}})
+        first = await replica_b.read("sid-1")
+        conn = replica_b._async[2]  # noqa: SLF001 - the event loop's own connection
+        replica_a.delete("sid-1")  # sign-out on replica A
+        after = await replica_b.read("sid-1")
+        replica_a.save("sid-2", {"user": {"sub": "bob"}})
+        third = await replica_b.read("sid-2")
+        same = replica_b._async[2] is conn  # noqa: SLF001 - one connection, kept
+        await replica_b.aclose()
+        return first, after, third, same, conn.closed
+
+    first, after, third, same, closed = anyio.run(reads)
+    assert first == {"user": {"sub": "ann"}} and after is None and third["user"]["sub"] == "bob"
+    assert same and closed and threaded == []  # no read went to a worker thread
+
+
+def test_a_broken_event_loop_connection_falls_back_to_the_engine_and_reconnects(tmp_path, request):
+    url, store = _stores_on_postgresql(tmp_path, request)
+    store.save("sid-1", {"user": {"sub": "ann"}})
+
+    async def reads():
+        assert (await store.read("sid-1"))["user"]["sub"] == "ann"
+        broken = store._async[2]  # noqa: SLF001
+        await broken.close()  # as a server restart or a network cut leaves it
+        assert (await store.read("sid-1"))["user"]["sub"] == "ann"  # reopened, not an error
+        reopened = store._async[2]  # noqa: SLF001
+        assert reopened is not broken and not reopened.closed
+        # the engine is replaced (a rotated database URL): the next read uses a new connection
+        store.maker.configure(bind=make_engine(url))
+        assert (await store.read("sid-1"))["user"]["sub"] == "ann"
+        assert store._async[2] is not reopened and reopened.closed  # noqa: SLF001
+        await store.aclose()
+
+    anyio.run(reads)
+
+
+def test_a_postgresql_that_refuses_falls_back_to_the_engine_read(tmp_path, request, monkeypatch):
+    """When the event loop's read fails, the engine's read in a thread decides: its errors are
+    the ones the app turns into its 503 page."""
+    import psycopg
+
+    _, store = _stores_on_postgresql(tmp_path, request)
+    store.save("sid-1", {"user": {"sub": "ann"}})
+
+    async def refuse(*args, **kwargs):
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", refuse)
+    assert anyio.run(store.read, "sid-1")["user"]["sub"] == "ann"  # read in a thread instead
+    assert store._async is None  # noqa: SLF001
 
 
 def _form_app(runtime):

@@ -29,6 +29,12 @@ from guardrails.core.db_writers import BUSY_TIMEOUT_S, GatedConnection
 
 SQLITE_POOL = 40  # connections kept open to a SQLite file (each opened when first needed)
 SQLITE_MMAP = 64 * 1024 * 1024  # bytes of a SQLite file read through a memory map
+# PostgreSQL connections kept per process, and opened beyond them at busy moments (closed when
+# returned). SQLAlchemy's default of 5 kept was below what 8 requests at once check out, so a
+# busy app opened and closed a connection per request (a TCP and authentication handshake each).
+# Every replica can hold up to the sum, plus one for session reads (guardrails.web.sessions):
+# size PostgreSQL's max_connections for (replicas x 21) + the migration Job.
+PG_POOL, PG_OVERFLOW = 10, 10
 
 
 class Model(DeclarativeBase):
@@ -83,7 +89,7 @@ def make_engine(database_url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=PG_POOL, max_overflow=PG_OVERFLOW)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

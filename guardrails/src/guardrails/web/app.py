@@ -640,6 +640,7 @@ def create_app(
         )
         yield
         housekeeping.stop()
+        await gr.session_store.aclose()
         gr.telemetry.shutdown()
         rt.close()
 

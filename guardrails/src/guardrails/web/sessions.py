@@ -5,16 +5,21 @@ verifier) stays in the app's database. A cookie whose signature does not verify 
 counted as tampering. The app's one middleware (guardrails.web.app) exposes the data as
 `request.session`, so libraries that expect Starlette sessions (authlib's client) work unchanged.
 
-Reading a session is the one database access of every signed-in request, so it is cheap: on a
-local SQLite file (WAL mode, where a reader never waits for a writer) it runs on the event loop,
-a primary-key read on a connection of its own, without a hop to a worker thread; on PostgreSQL
-(a network round trip) it runs in a worker thread. Either way it reads the database on every
-request, so a sign-out or a back-channel logout on one replica ends the session on every replica
-at once: there is no cache to go stale.
+Reading a session is the one database access of every signed-in request, so it is cheap: a
+primary-key read on a connection of its own, on the event loop, without a hop to a worker thread
+or a checkout from the engine's pool. On a local SQLite file (WAL mode, where a reader never
+waits for a writer) that is a sqlite3 connection; on PostgreSQL, psycopg's asyncio connection in
+autocommit (one round trip, no BEGIN or ROLLBACK), opened with the engine's own connect
+arguments and opened again when the engine is replaced (a rotated URL) or the connection breaks.
+Whatever that reader cannot do (another database, a failed read) is done in a worker thread
+through the engine, whose errors the app turns into its 503 page. Either way it reads the
+database on every request, so a sign-out or a back-channel logout on one replica ends the
+session on every replica at once: there is no cache to go stale.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -25,7 +30,7 @@ import anyio.to_thread
 import structlog
 from itsdangerous import BadSignature, Signer
 from sqlalchemy import Engine, Float, String, Text, bindparam, delete, select
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from guardrails.core.db import GuardrailsModel
@@ -47,6 +52,9 @@ class SessionRow(GuardrailsModel):
 _TABLE = SessionRow.__table__
 _LOAD = select(_TABLE.c.data, _TABLE.c.expires_at).where(_TABLE.c.id == bindparam("sid"))
 _LOAD_SQLITE = str(_LOAD.compile(dialect=sqlite.dialect()))  # the same query, for sqlite3 itself
+_LOAD_PG = str(_LOAD.compile(dialect=postgresql.psycopg.dialect()))  # and for psycopg itself
+AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}  # one-statement reads need no transaction
+ASYNC_READ_TIMEOUT_S = 10  # the longest an event-loop read may take before a thread takes over
 INLINE_BUSY_MS = 50  # the longest an inline read may wait for a lock before a thread takes over
 
 
@@ -89,6 +97,16 @@ class SessionData(dict):
         self.modified = True
 
 
+_FAILED = object()  # a read the event loop's connection could not make
+
+
+async def _close_quietly(conn: Any) -> None:
+    try:
+        await conn.close()
+    except Exception:  # noqa: BLE001 - a broken connection may fail to close: it is dropped
+        log.debug("closing a broken session reader failed")
+
+
 def _live(row: Any) -> dict[str, Any] | None:
     if row is None or row[1] < time.time():
         return None
@@ -101,14 +119,25 @@ class SessionStore:
         self.max_age = max_age
         self._reader: tuple[Engine, sqlite3.Connection | None] | None = None
         self._reader_lock = threading.Lock()
+        self._autocommit: tuple[Engine, Engine] | None = None
+        self._async: tuple[Engine, asyncio.AbstractEventLoop, Any] | None = None
+        self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     def load(self, sid: str) -> dict[str, Any] | None:
-        """The session's data, or None when there is none or it expired (blocking)."""
-        with self.maker() as db:
-            return _live(db.execute(_LOAD, {"sid": sid}).first())
+        """The session's data, or None when there is none or it expired (blocking).
+
+        One statement in autocommit: no BEGIN before it and no ROLLBACK when the connection
+        goes back to the pool (two round trips to PostgreSQL fewer than a transaction)."""
+        engine = self.maker.kw["bind"]
+        reads = self._autocommit
+        if reads is None or reads[0] is not engine:  # the engine may be rotated (a new URL)
+            reads = self._autocommit = (engine, engine.execution_options(**AUTOCOMMIT))
+        with reads[1].connect() as conn:
+            return _live(conn.execute(_LOAD, {"sid": sid}).first())
 
     async def read(self, sid: str) -> dict[str, Any] | None:
-        """`load` for the event loop: inline on a local SQLite file, else in a worker thread."""
+        """`load` for the event loop: inline on a local SQLite file, on psycopg's asyncio
+        connection for PostgreSQL, else (or when that read fails) in a worker thread."""
         conn = self._inline_connection()
         if conn is not None:
             try:
@@ -119,7 +148,54 @@ class SessionStore:
                 self.close()
             else:
                 return _live(row)
+        engine = self.maker.kw.get("bind")
+        if engine is not None and engine.dialect.name == "postgresql":
+            row = await self._read_postgresql(engine, sid)
+            if row is not _FAILED:
+                return _live(row)
         return await anyio.to_thread.run_sync(self.load, sid)
+
+    async def _read_postgresql(self, engine: Engine, sid: str) -> Any:
+        """The row from this event loop's own psycopg connection; _FAILED when it could not be
+        read that way (the caller reads it in a thread, through the engine)."""
+        conn = None
+        try:
+            with anyio.fail_after(ASYNC_READ_TIMEOUT_S):
+                conn = await self._postgresql_connection(engine)
+                cursor = await conn.execute(_LOAD_PG, {"sid": sid})
+                return await cursor.fetchone()
+        except BaseException as exc:  # a cancelled read may leave it mid-query: never reuse it
+            if self._async is not None and self._async[2] is conn:
+                self._async = None
+            if conn is not None:
+                await _close_quietly(conn)
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("session read on the event loop failed; read in a thread", error=str(exc))
+            return _FAILED
+
+    async def _postgresql_connection(self, engine: Engine) -> Any:
+        """This event loop's connection for `engine`, opened once (one opener at a time)."""
+        loop = asyncio.get_running_loop()
+        held = self._async
+        if held is not None and held[0] is engine and held[1] is loop and not held[2].closed:
+            return held[2]
+        lock = self._opening
+        if lock is None or lock[0] is not loop:
+            lock = self._opening = (loop, asyncio.Lock())
+        async with lock[1]:
+            held = self._async
+            if held is not None and held[0] is engine and held[1] is loop and not held[2].closed:
+                return held[2]
+            import psycopg  # the driver guardrails installs for PostgreSQL (guardrails.core.db)
+
+            args, params = engine.dialect.create_connect_args(engine.url)
+            params.setdefault("connect_timeout", ASYNC_READ_TIMEOUT_S)
+            conn = await psycopg.AsyncConnection.connect(*args, **params, autocommit=True)
+            old, self._async = self._async, (engine, loop, conn)
+            if old is not None and old[1] is loop:
+                await _close_quietly(old[2])
+            return conn
 
     def _inline_connection(self) -> sqlite3.Connection | None:
         """The connection of the inline reads, opened once per engine (the URL may be rotated);
@@ -157,6 +233,13 @@ class SessionStore:
         reader, self._reader = self._reader, None
         if reader is not None and reader[1] is not None:
             reader[1].close()
+
+    async def aclose(self) -> None:
+        """Close every reader connection, the event loop's too (at the app's shutdown)."""
+        self.close()
+        held, self._async = self._async, None
+        if held is not None and held[1] is asyncio.get_running_loop():
+            await _close_quietly(held[2])
 
     def save(self, sid: str, data: dict[str, Any]) -> None:
         with self.maker.begin() as db:
