@@ -357,6 +357,51 @@ def test_the_otlp_sink_sends_each_event_as_a_log_record(tmp_path):
     assert attributes["audit.seq"] == {"intValue": "1"}
 
 
+def test_the_http_sink_keeps_one_connection_and_opens_a_new_one_after_a_failure():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from guardrails.auditing.outbox import DeliveryError, HttpSink
+    from guardrails.testing import free_port
+
+    connections, batches, cut = set(), [], threading.Event()
+
+    class Collector(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a SIEM's endpoint does
+
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            if cut.is_set():  # the connection dies without an answer (a proxy restart)
+                self.close_connection = True
+                return
+            connections.add(self.client_address)
+            batches.append(body)
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Collector)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sink = HttpSink(f"http://127.0.0.1:{server.server_port}/events")
+        for n in range(3):
+            sink.deliver([{"seq": n}])
+        assert len(batches) == 3 and len(connections) == 1  # one connection for every batch
+        cut.set()
+        with pytest.raises(DeliveryError):
+            sink.deliver([{"seq": 3}])
+        cut.clear()
+        sink.deliver([{"seq": 3}])  # on a new connection, nothing carried over
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [b["events"][0]["seq"] for b in batches] == [0, 1, 2, 3] and len(connections) == 2
+
+
 def test_a_replica_waits_without_spinning_while_another_holds_the_cursor(tmp_path, request):
     """Found in a two-replica trial: while one replica delivered to a slow SIEM, the other
     retried at once, thousands of transactions a second, and logged "recovered" meanwhile."""
