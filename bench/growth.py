@@ -48,7 +48,14 @@ REPO = BENCH.parent
 RESULTS = BENCH / "results"
 sys.path.insert(0, str(BENCH))
 
-from loadtest import HOST, base_env, run_load, start_receiver, start_server  # noqa: E402
+from loadtest import (  # noqa: E402
+    HOST,
+    base_env,
+    rss_mib,
+    run_load,
+    start_receiver,
+    start_server,
+)
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 FULL = {
@@ -100,13 +107,6 @@ def render_app(work: Path, kind: str = "approval") -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(path.read_bytes())
     return app
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 # The Python generator (it counts a chosen status as answered: the writes' 303).

@@ -663,6 +663,11 @@ ENGINE_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 OTEL_NAMES = {"on": "OTel exporting", "off": "OTel off", "against": "the --against app"}
 
 
+def _app_label(app: dict) -> str:
+    """ "SQLite, OTel exporting" and the like: how the table names a guarded app."""
+    return f"{ENGINE_NAMES.get(app['engine'], app['engine'])}, {OTEL_NAMES[app['otel']]}"
+
+
 def load_apps(load: dict) -> dict:
     """The guarded apps of a load report and their anchors (results before the matrix: the
     SQLite app with OTel exporting, and --against)."""
@@ -682,7 +687,7 @@ def load_apps(load: dict) -> dict:
 def _route_rows(load: dict, route: str, label: str, name: str, app: dict) -> list[tuple]:
     routes, conns = load["routes"], load["connections"]
     bare, mine = routes[app["anchor"]][route], routes[name][route]
-    what = f"{ENGINE_NAMES.get(app['engine'], app['engine'])}, {OTEL_NAMES[app['otel']]}"
+    what = _app_label(app)
     b, g = bare["throughput"], mine["throughput"]
     ratio = g["rps"] / b["rps"]
     target = None
@@ -747,7 +752,7 @@ def load_rows(load: dict) -> list[tuple]:
     for name, app in apps.items():
         mine, anchor = every.get(name, {}).get("rss_mib"), every.get(app["anchor"], {})
         if mine and anchor.get("rss_mib"):
-            what = f"{ENGINE_NAMES.get(app['engine'], app['engine'])}, {OTEL_NAMES[app['otel']]}"
+            what = _app_label(app)
             rows.append(
                 (
                     f"app RSS after the load, {what}",

@@ -73,6 +73,10 @@ class AuditError(RuntimeError):
     """An audit event could not be written; the action it describes must not happen."""
 
 
+def _unwritten(exc: Exception) -> AuditError:
+    return AuditError(f"cannot write the audit event to the database: {exc}")
+
+
 class GroupCommit:
     """Standalone events that arrive together share one commit (see the module's docstring).
     `write(events)` writes a batch in one transaction and returns the chained events."""
@@ -176,13 +180,17 @@ class AuditLog:
                 log.error("a refusal could not be audited", action=event["action"], error=str(exc))
 
     # --- writing
-    def _append(self, session: Session, event: dict[str, Any]) -> dict[str, Any]:
+    def _chain(self, session: Session, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Chain `events` in `session`'s transaction; they are handed on after its commit."""
         try:
-            chained = chain.append(session, self.app_id, event)
+            chained = chain.extend(session, self.app_id, events)
         except SQLAlchemyError as exc:
-            raise AuditError(f"cannot write the audit event to the database: {exc}") from exc
-        session.info.setdefault(_WROTE, []).append(chained)
+            raise _unwritten(exc) from exc
+        session.info.setdefault(_WROTE, []).extend(chained)
         return chained
+
+    def _append(self, session: Session, event: dict[str, Any]) -> dict[str, Any]:
+        return self._chain(session, [event])[0]
 
     def _write_alone(self, event: dict[str, Any]) -> dict[str, Any]:
         return self.group.submit(event)
@@ -191,11 +199,9 @@ class AuditLog:
         """Events in one transaction of their own (group commit), committed when it returns."""
         try:
             with self.sessions() as session, session.begin():
-                chained = chain.extend(session, self.app_id, events)
-                session.info.setdefault(_WROTE, []).extend(chained)
-                return chained
-        except SQLAlchemyError as exc:
-            raise AuditError(f"cannot write the audit event to the database: {exc}") from exc
+                return self._chain(session, events)
+        except SQLAlchemyError as exc:  # the commit
+            raise _unwritten(exc) from exc
 
     def event(
         self,

@@ -43,6 +43,7 @@ from guardrails.connectors.errors import (
 from guardrails.connectors.masking import Masker
 from guardrails.core.context import current_request
 from guardrails.core.db import with_driver
+from guardrails.core.db_writers import in_memory
 
 log = structlog.get_logger("guardrails.sql_connector")
 # What a read-only SQLite statement may do (sqlite3 authorizer action codes).
@@ -123,7 +124,7 @@ class SqlConnector:
         if backend == "sqlite":
             database = url.database or ""
             if self.read_only:
-                if database in ("", ":memory:"):
+                if in_memory(database):
                     raise ConnectorError(f"{self.name}: a read-only SQLite connector needs a file")
                 url = URL.create(
                     "sqlite",

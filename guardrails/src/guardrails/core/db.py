@@ -25,7 +25,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from guardrails.core.db_writers import BUSY_TIMEOUT_S, GatedConnection
+from guardrails.core.db_writers import BUSY_TIMEOUT_S, GatedConnection, in_memory
 
 SQLITE_POOL = 40  # connections kept open to a SQLite file (each opened when first needed)
 SQLITE_MMAP = 64 * 1024 * 1024  # bytes of a SQLite file read through a memory map
@@ -60,12 +60,12 @@ def with_driver(url: str) -> str:
 def make_engine(database_url: str) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
+        file = not in_memory(url.database) and "mode=memory" not in str(url)
+        if file:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         # A file database keeps as many connections as requests run at once (anyio's 40
         # worker threads): one beyond the pool is closed when returned, and the next starts with
         # an empty page cache and reads every page again - a cost that grows with the data.
-        file = url.database and url.database != ":memory:" and "mode=memory" not in str(url)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "factory": GatedConnection},

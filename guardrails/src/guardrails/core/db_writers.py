@@ -78,10 +78,21 @@ _GATES: dict[str, WriteGate] = {}
 _GATES_LOCK = threading.Lock()
 
 
+def in_memory(database: str | None) -> bool:
+    """Whether a SQLite database name (a URL's database part, or what sqlite3.connect gets)
+    is an in-memory or temporary database rather than a file: the one place that says so."""
+    database = database or ""
+    return (
+        database in ("", ":memory:")
+        or database.startswith("file::memory:")
+        or "mode=memory" in database
+    )
+
+
 def gate_for(database: str) -> WriteGate | None:
     """The gate of a database file (None for in-memory and temporary databases: one
     connection each, nothing to share)."""
-    if database in ("", ":memory:") or "mode=memory" in database:
+    if in_memory(database):
         return None
     key = database.split("?", 1)[0].removeprefix("file:")
     key = os.path.realpath(key)
@@ -102,18 +113,17 @@ class GatedCursor(sqlite3.Cursor):
     """A cursor whose writing statements pass the connection's write gate first."""
 
     def execute(self, sql: str, *args: Any) -> GatedCursor:  # type: ignore[override]
-        conn: GatedConnection = self.connection  # type: ignore[assignment]
-        conn.before(sql)
-        try:
-            return super().execute(sql, *args)
-        finally:
-            conn.settle()
+        return self._gated(super().execute, sql, *args)
 
     def executemany(self, sql: str, *args: Any) -> GatedCursor:  # type: ignore[override]
+        return self._gated(super().executemany, sql, *args)
+
+    def _gated(self, run: Any, sql: str, *args: Any) -> GatedCursor:
+        """`run` (the cursor's own execute or executemany) through the connection's gate."""
         conn: GatedConnection = self.connection  # type: ignore[assignment]
         conn.before(sql)
         try:
-            return super().executemany(sql, *args)
+            return run(sql, *args)
         finally:
             conn.settle()
 

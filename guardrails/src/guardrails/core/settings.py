@@ -140,7 +140,7 @@ class Settings:
                 if env.get("MICROAPP_AUDIT_FILE", "x").strip().lower() not in ("", "none")
                 else None
             ),
-            audit_fsync=_flag(env.get("MICROAPP_AUDIT_FSYNC"), False),
+            audit_fsync=_flag(env.get("MICROAPP_AUDIT_FSYNC"), cls.audit_fsync),
             migrations_path=Path(env.get("MICROAPP_MIGRATIONS") or "migrations"),
             audit_http_url=(env.get("MICROAPP_AUDIT_HTTP_URL") or "").strip() or None,
             audit_otlp_endpoint=(env.get("MICROAPP_AUDIT_OTLP_ENDPOINT") or "").strip() or None,

@@ -84,7 +84,8 @@ class PostgresCluster:
         self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
 
     def start_server(self) -> None:
-        """Start the stopped server again, on the same port with the same data."""
+        """Start the server: after initdb, or again after `stop_server` (same port, same
+        data)."""
         self._run("pg_ctl", "-D", str(self.folder / "data"), "-o", self.options, "-w", "-t", "60",
                   "-l", str(self.folder / "server.log"), "start")  # fmt: skip
 
@@ -128,19 +129,7 @@ class PostgresCluster:
                 "--no-instructions",
             )
             pwfile.unlink()
-            cluster._run(
-                "pg_ctl",
-                "-D",
-                str(folder / "data"),
-                "-o",
-                cluster.options,
-                "-w",
-                "-t",
-                "60",
-                "-l",
-                str(folder / "server.log"),
-                "start",
-            )
+            cluster.start_server()
             try:
                 yield cluster
             finally:

@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from guardrails.core.db import GuardrailsModel
+from guardrails.core.db_writers import in_memory
 from guardrails.core.housekeeping import schedule
 
 log = structlog.get_logger("guardrails.sessions")
@@ -119,7 +120,6 @@ class SessionStore:
         self.max_age = max_age
         self._reader: tuple[Engine, sqlite3.Connection | None] | None = None
         self._reader_lock = threading.Lock()
-        self._autocommit: tuple[Engine, Engine] | None = None
         self._async: tuple[Engine, asyncio.AbstractEventLoop, Any] | None = None
         self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
@@ -128,11 +128,8 @@ class SessionStore:
 
         One statement in autocommit: no BEGIN before it and no ROLLBACK when the connection
         goes back to the pool (two round trips to PostgreSQL fewer than a transaction)."""
-        engine = self.maker.kw["bind"]
-        reads = self._autocommit
-        if reads is None or reads[0] is not engine:  # the engine may be rotated (a new URL)
-            reads = self._autocommit = (engine, engine.execution_options(**AUTOCOMMIT))
-        with reads[1].connect() as conn:
+        with self.maker.kw["bind"].connect() as conn:
+            conn.execution_options(**AUTOCOMMIT)  # before anything runs: no transaction begins
             return _live(conn.execute(_LOAD, {"sid": sid}).first())
 
     async def read(self, sid: str) -> dict[str, Any] | None:
@@ -177,16 +174,14 @@ class SessionStore:
     async def _postgresql_connection(self, engine: Engine) -> Any:
         """This event loop's connection for `engine`, opened once (one opener at a time)."""
         loop = asyncio.get_running_loop()
-        held = self._async
-        if held is not None and held[0] is engine and held[1] is loop and not held[2].closed:
-            return held[2]
+        if (conn := self._held(engine, loop)) is not None:
+            return conn
         lock = self._opening
         if lock is None or lock[0] is not loop:
             lock = self._opening = (loop, asyncio.Lock())
         async with lock[1]:
-            held = self._async
-            if held is not None and held[0] is engine and held[1] is loop and not held[2].closed:
-                return held[2]
+            if (conn := self._held(engine, loop)) is not None:  # opened while this one waited
+                return conn
             import psycopg  # the driver guardrails installs for PostgreSQL (guardrails.core.db)
 
             args, params = engine.dialect.create_connect_args(engine.url)
@@ -197,6 +192,13 @@ class SessionStore:
                 await _close_quietly(old[2])
             return conn
 
+    def _held(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> Any:
+        """The open connection this event loop holds for `engine`, if any."""
+        held = self._async
+        if held is not None and held[0] is engine and held[1] is loop and not held[2].closed:
+            return held[2]
+        return None
+
     def _inline_connection(self) -> sqlite3.Connection | None:
         """The connection of the inline reads, opened once per engine (the URL may be rotated);
         None when the database is not a SQLite file in WAL mode."""
@@ -206,9 +208,8 @@ class SessionStore:
             return reader[1]
         self.close()
         conn = None
-        database = (engine.url.database or "") if engine is not None else ""
-        in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
-        if engine is not None and engine.dialect.name == "sqlite" and not in_memory:
+        database = engine.url.database if engine is not None else None
+        if engine is not None and engine.dialect.name == "sqlite" and not in_memory(database):
             conn = self._open_reader(engine)
         self._reader = (engine, conn)
         return conn

@@ -12,8 +12,8 @@ import datetime as dt
 import io
 import threading
 import time
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -62,10 +62,9 @@ COLUMNS = [
 SORTABLE = {"id", "opened_on", "team", "category", "status", "hours_to_resolve"}
 COUNT_CAP = 1000  # the count stops there ("1000+"): a page costs the same at any size
 CHOICES_TTL = 300  # seconds the filters' choices are kept (reading them scans a whole index)
-_choices: dict[str, tuple[float, list[str]]] = {}  # column -> (read at, values): two entries
 SUMMARY_TTL = 60  # seconds the summary's totals are kept (computing them reads every ticket)
-_summary: dict[str, tuple[float, dict]] = {}  # "figures" -> (computed at, figures): one entry
-_summary_lock = threading.Lock()
+_kept: dict[str, tuple[float, Any]] = {}  # what `kept` keeps: three entries at most
+_kept_lock = threading.Lock()
 TICKETS = table("tickets", *(column(c) for c in COLUMNS))
 
 
@@ -86,17 +85,30 @@ def filtered(team: str, status: str, search: str):
     return query
 
 
+def kept(key: str, ttl: float, compute: Callable[[], Any]) -> Any:
+    """`compute()`, computed at most every `ttl` seconds and shared by every viewer (so only
+    for what holds no personal data). One thread recomputes; the others wait for it."""
+    hit = _kept.get(key)
+    if hit and time.monotonic() - hit[0] <= ttl:
+        return hit[1]
+    with _kept_lock:
+        hit = _kept.get(key)
+        if hit and time.monotonic() - hit[0] <= ttl:
+            return hit[1]  # another thread computed it while this one waited
+        value = compute()
+        _kept[key] = (time.monotonic(), value)
+        return value
+
+
 def choices(name: str) -> list[str]:
     """The distinct values of `name` (team or status) for the filter menus, read at most every
     CHOICES_TTL seconds: they change rarely, and DISTINCT reads every row's index entry."""
-    now = time.monotonic()
-    read_at, values = _choices.get(name, (0.0, []))
-    if now - read_at > CHOICES_TTL:
+
+    def read() -> list[str]:
         column = TICKETS.c[name]
-        rows = reports().query(select(column).distinct().order_by(column))
-        values = [r[name] for r in rows]
-        _choices[name] = (now, values)
-    return values
+        return [r[name] for r in reports().query(select(column).distinct().order_by(column))]
+
+    return kept(f"choices:{name}", CHOICES_TTL, read)
 
 
 def order(sort: str, desc: bool) -> list:
@@ -110,36 +122,31 @@ def order(sort: str, desc: bool) -> list:
 
 
 def summary_figures() -> dict:
-    """The summary's totals, computed at most every SUMMARY_TTL seconds and shared by every
-    viewer (aggregates hold no personal data). Each computation reads every ticket: 100 ms at
-    100,000 tickets, so a page view must not. One thread recomputes; the others wait for it."""
-    kept = _summary.get("figures")
-    if kept and time.monotonic() - kept[0] <= SUMMARY_TTL:
-        return kept[1]
-    with _summary_lock:
-        kept = _summary.get("figures")
-        if kept and time.monotonic() - kept[0] <= SUMMARY_TTL:
-            return kept[1]  # another thread computed them while this one waited
-        db = reports()
-        figures = {
-            "totals": db.query(
-                "SELECT COUNT(*) AS tickets, "
-                "SUM(CASE WHEN status IN (:open, :busy) THEN 1 ELSE 0 END) AS open_tickets, "
-                "ROUND(AVG(hours_to_resolve), 1) AS avg_hours FROM tickets",
-                open="open",
-                busy="in progress",
-            )[0],
-            "by_category": db.query(
-                "SELECT category, COUNT(*) AS n FROM tickets GROUP BY category ORDER BY n DESC"
-            ),
-            "by_team": db.query(
-                "SELECT team, COUNT(*) AS n, ROUND(AVG(hours_to_resolve), 1) AS avg_hours "
-                "FROM tickets GROUP BY team ORDER BY team"
-            ),
-            "as_of": dt.datetime.now(dt.UTC),
-        }
-        _summary["figures"] = (time.monotonic(), figures)
-        return figures
+    """The summary's totals, computed at most every SUMMARY_TTL seconds (`kept`; aggregates
+    hold no personal data). Each computation reads every ticket: 100 ms at 100,000 tickets, so
+    a page view must not."""
+    return kept("summary", SUMMARY_TTL, _compute_summary)
+
+
+def _compute_summary() -> dict:
+    db = reports()
+    return {
+        "totals": db.query(
+            "SELECT COUNT(*) AS tickets, "
+            "SUM(CASE WHEN status IN (:open, :busy) THEN 1 ELSE 0 END) AS open_tickets, "
+            "ROUND(AVG(hours_to_resolve), 1) AS avg_hours FROM tickets",
+            open="open",
+            busy="in progress",
+        )[0],
+        "by_category": db.query(
+            "SELECT category, COUNT(*) AS n FROM tickets GROUP BY category ORDER BY n DESC"
+        ),
+        "by_team": db.query(
+            "SELECT team, COUNT(*) AS n, ROUND(AVG(hours_to_resolve), 1) AS avg_hours "
+            "FROM tickets GROUP BY team ORDER BY team"
+        ),
+        "as_of": dt.datetime.now(dt.UTC),
+    }
 
 
 @router.get("/")

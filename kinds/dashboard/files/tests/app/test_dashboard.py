@@ -46,7 +46,7 @@ def test_the_summary_is_computed_at_most_once_a_minute(live_app, signed_in, app_
     a ticket added meanwhile is counted once the figures are computed again."""
     from app import routes
 
-    monkeypatch.setattr(routes, "_summary", {})  # this test's own figures, none kept from others
+    monkeypatch.setattr(routes, "_kept", {})  # this test's own figures, none kept from others
     viewer = signed_in("viewer")
 
     def tickets_tile():
