@@ -433,6 +433,7 @@ HOT_SPOTS = {  # functions whose inclusive share says what one guardrail costs
     "HttpServer.end": "OTel: request span and metric, end",
     "AuditLog.record": "audit record (event, chain, log line)",
     "AuditLog._append": "audit chain append (in the change's transaction)",
+    "Chainer.after_commit": "audit: chaining round after the commit (PostgreSQL)",
     "BatchProcessor.worker": "OTel: span export thread",
     "prepare_secrets": "secrets gate",
 }

@@ -36,6 +36,21 @@ rollback undoes the head's UPDATE with the event and the change: no gap, no even
 change and no change without its event. The lock is held from the append to the commit, so
 the audited transactions of one app run one at a time through that short stretch: record the
 event as the last step before the commit (the templates do).
+
+PostgreSQL: chained right after the commit (decision 0011)
+----------------------------------------------------------
+On PostgreSQL that stretch includes the commit's WAL flush, and concurrent commits queued for
+the head row instead of sharing one flush (the audited POST served under half of bare FastAPI's
+rate). So there an event recorded in a change's transaction is *queued* in it instead
+(`enqueue()`: one INSERT into `guardrails_audit_intake`, no lock): the change and its event
+still commit together or not at all. Right after the commit, `chain_waiting()` takes the waiting
+events out of the intake in a short transaction of its own and chains them (oldest intake id
+first) under the head's lock, all or nothing; the
+audit log runs it before the request goes on (one round at a time per process, for every
+request waiting at that moment: guardrails.auditing.log.Chainer), and a housekeeping job chains
+whatever a killed process left. An event is thus durable at its change's commit, as before, and
+in the hash chain a moment later; `verify_db` reports events still waiting. SQLite keeps the
+in-transaction chain: its commits are serialized by its single writer anyway.
 """
 
 from __future__ import annotations
@@ -46,11 +61,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Engine,
     Index,
     Integer,
     String,
     Text,
+    func,
+    inspect,
     select,
 )
 from sqlalchemy.engine import Connection
@@ -87,6 +105,17 @@ class AuditHead(GuardrailsModel):
     hash: Mapped[str] = mapped_column(String(64), default=GENESIS)
 
 
+class AuditIntake(GuardrailsModel):
+    """PostgreSQL: events committed with their change, waiting to be chained (oldest id first)."""
+
+    __tablename__ = "guardrails_audit_intake"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    body: Mapped[str] = mapped_column(Text)  # the event's canonical JSON, not yet chained
+
+
 class SinkCursor(GuardrailsModel):
     """The outbox's position per sink: every event with a larger seq is still to deliver."""
 
@@ -101,7 +130,11 @@ def _statements(mark: str) -> dict[str, str]:
     They run on the driver's cursor, inside the session's transaction: an append runs three
     statements while it holds the chain's lock, and SQLAlchemy's per-statement work (a few
     times the statement's own cost on SQLite) would hold that lock longer."""
-    head, event = AuditHead.__tablename__, AuditEventRow.__tablename__
+    head, event, intake = (
+        AuditHead.__tablename__,
+        AuditEventRow.__tablename__,
+        AuditIntake.__tablename__,
+    )
     columns = [c.name for c in AuditEventRow.__table__.columns]
     app, n, new_hash = mark.format("app"), mark.format("n"), mark.format("hash")
     values = ", ".join(mark.format(c) for c in columns)
@@ -112,6 +145,14 @@ def _statements(mark: str) -> dict[str, str]:
         "insert": f"INSERT INTO {event} ({', '.join(columns)}) VALUES ({values})",  # noqa: S608
         "move": f"UPDATE {head} SET hash = {new_hash} WHERE chain = {app}",  # noqa: S608
         "lock_timeout": f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'",
+        # PostgreSQL, chained after the commit (see the module's docstring)
+        "enqueue": f"INSERT INTO {intake} (body) VALUES ({mark.format('body')})",  # noqa: S608
+        # the oldest waiting events, taken out of the intake (back in it if the round fails);
+        # rows another replica's round holds are left to it
+        "dequeue": (
+            f"DELETE FROM {intake} WHERE id IN (SELECT id FROM {intake} ORDER BY id "  # noqa: S608
+            f"LIMIT {n} FOR UPDATE SKIP LOCKED) RETURNING id, body"
+        ),
     }
 
 
@@ -176,6 +217,37 @@ def extend(session: Session, app_id: str, events: list[dict[str, Any]]) -> list[
     return chained_events
 
 
+def chains_after_commit(session: Session) -> bool:
+    """Whether an event recorded in `session`'s transaction is queued there and chained after
+    its commit (PostgreSQL), rather than chained in it (SQLite)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def enqueue(session: Session, events: list[dict[str, Any]]) -> None:
+    """Queue `events` (not chained yet) in `session`'s transaction: they commit with it, and
+    `chain_waiting()` chains them after."""
+    conn = session.connection()
+    rows = [{"body": canonical(event)} for event in events]
+    _run(conn, _SQL[conn.dialect.name], "enqueue", rows)
+
+
+def chain_waiting(session: Session, app_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+    """In `session`'s transaction: take up to `limit` of the oldest events waiting in the
+    intake and chain them (`extend`: the head's lock, one INSERT, the head moved). Returns them
+    chained (none: nothing was waiting). Every replica may call it at once: each takes other
+    rows, and the head's lock makes them chain in turn."""
+    conn = session.connection()
+    taken = _run(conn, _SQL[conn.dialect.name], "dequeue", {"n": int(limit)})
+    if not taken:
+        return []
+    return extend(session, app_id, [json.loads(body) for _id, body in sorted(taken)])
+
+
+def waiting_count(session: Session) -> int:
+    """Events committed but not chained yet (PostgreSQL; always 0 on SQLite)."""
+    return session.scalar(select(func.count()).select_from(AuditIntake)) or 0
+
+
 def _run(conn: Connection, sql: dict[str, str], name: str, params: Any) -> Any:
     """One statement of the append on the driver's cursor; the driver's errors come out as
     SQLAlchemy's (OperationalError, IntegrityError...), like every other statement's."""
@@ -189,6 +261,8 @@ def _run(conn: Connection, sql: dict[str, str], name: str, params: Any) -> Any:
             cursor.executemany(statement, params)
             return None
         cursor.execute(statement, params)
+        if name == "dequeue":
+            return cursor.fetchall()
         return cursor.fetchone() if name == "take" else None
     except dbapi.Error as exc:
         raise DBAPIError.instance(statement, params, exc, dbapi.Error) from exc
@@ -231,6 +305,7 @@ class ChainCheck:
     events: int
     head_hash: str
     problems: list[str]
+    waiting: int = 0  # committed events not chained yet (PostgreSQL: chained a moment later)
 
     @property
     def ok(self) -> bool:
@@ -280,4 +355,8 @@ def verify_db(engine: Engine, app_id: str | None = None) -> ChainCheck:
                 f"the chain head says {n} event(s) ending in {last[:12]}..., the table holds "
                 f"{count} ending in {prev[:12]}... (events were removed from the end)"
             )
-    return ChainCheck(events=count, head_hash=prev, problems=problems)
+    with Session(engine) as session:
+        waiting = (
+            waiting_count(session) if inspect(engine).has_table("guardrails_audit_intake") else 0
+        )
+    return ChainCheck(events=count, head_hash=prev, problems=problems, waiting=waiting)

@@ -50,6 +50,7 @@ from guardrails.auditing.canonical import GENESIS, canonical, event_hash
 from guardrails.auditing.outbox import JsonlFileSink, Outbox
 from guardrails.core import context
 from guardrails.core.context import Actor, RequestInfo, current_request, current_runtime
+from guardrails.core.housekeeping import schedule
 
 __all__ = [
     "GENESIS",
@@ -67,6 +68,10 @@ RESULTS = ("success", "denied", "failure", "intent")
 log = structlog.get_logger("guardrails.auditing")
 _WROTE = "guardrails.audit.wrote"  # session.info: events appended in the open transaction
 _LATER = "guardrails.audit.later"  # session.info: refusals to write once it ends
+_QUEUED = "guardrails.audit.queued"  # session.info: events queued in it, to chain after commit
+_TO_CHAIN = "guardrails.audit.to-chain"  # session.info: it committed queued events
+CHAIN_BATCH = 1000  # events chained per transaction of a round
+CHAIN_EVERY = 10.0  # seconds: housekeeping chains what a killed process left queued
 
 
 class AuditError(RuntimeError):
@@ -127,6 +132,45 @@ class GroupCommit:
                 self._cond.notify_all()
 
 
+class Chainer:
+    """PostgreSQL: after a commit that queued events, `after_commit()` returns once a chaining
+    round that began after that commit has ended (guardrails.auditing.chain, decision 0011).
+    One round at a time per process chains every event waiting at that moment, so a busy
+    moment's requests share a round (and its commit) instead of each taking the chain's lock."""
+
+    def __init__(self, run_round: Callable[[], None]):
+        self.run_round = run_round
+        self.rounds = 0
+        self._cond = threading.Condition()
+        self._asked = 0  # tickets handed out: one per after_commit call
+        self._covered = 0  # every ticket up to this one had a round begin after it
+        self._running = False
+
+    def after_commit(self) -> None:
+        with self._cond:
+            self._asked += 1
+            ticket = self._asked
+            while self._running and self._covered < ticket:
+                self._cond.wait()
+            if self._covered >= ticket:  # a round that began after this commit has ended
+                return
+            self._running = True
+            covers = self._asked
+        try:
+            self.run_round()
+        except Exception as exc:  # noqa: BLE001 - the change is committed, its event is queued
+            log.warning(
+                "audit events are committed but not chained yet; housekeeping chains them",
+                error=str(exc),
+            )
+        finally:
+            with self._cond:
+                self._covered = max(self._covered, covers)
+                self._running = False
+                self.rounds += 1
+                self._cond.notify_all()
+
+
 class _Slot:
     __slots__ = ("chained", "done", "error", "event", "shared")
 
@@ -149,6 +193,7 @@ class AuditLog:
 
     def __post_init__(self) -> None:
         self.group = GroupCommit(self._write_batch)
+        self.chainer = Chainer(self.chain_waiting)
         sa_event.listen(self.sessions, "after_transaction_create", self._began)
         sa_event.listen(self.sessions, "after_commit", self._committed)
         sa_event.listen(self.sessions, "after_transaction_end", self._ended)
@@ -159,13 +204,14 @@ class AuditLog:
             context.push_transaction(self, session)
 
     def _committed(self, session: Session) -> None:
+        queued = session.info.pop(_QUEUED, None)
         written = session.info.pop(_WROTE, None)
-        if not written:
-            return
-        for event in written:
+        for event in (queued or []) + (written or []):
             for observe in self.observers:
                 observe(event)
-        if self.outbox is not None:
+        if queued:  # chained once the transaction has given its connection back (_ended)
+            session.info[_TO_CHAIN] = True
+        if written and self.outbox is not None:
             self.outbox.committed(written)
 
     def _ended(self, session: Session, transaction) -> None:
@@ -173,6 +219,12 @@ class AuditLog:
             return
         context.pop_transaction(session)
         session.info.pop(_WROTE, None)  # rolled back: those events are gone with the change
+        session.info.pop(_QUEUED, None)
+        if session.info.pop(_TO_CHAIN, False):
+            # Committed. Chained now, not in after_commit: there the session still holds its
+            # pool connection, and requests waiting for a round while each holds one could
+            # leave the round none to run with.
+            self.chainer.after_commit()  # chains them, then hands them on (chain_waiting)
         for event in session.info.pop(_LATER, []):
             try:
                 self._write_alone(event)
@@ -190,7 +242,29 @@ class AuditLog:
         return chained
 
     def _append(self, session: Session, event: dict[str, Any]) -> dict[str, Any]:
-        return self._chain(session, [event])[0]
+        """`event` in `session`'s transaction: chained there (SQLite), or queued there and
+        chained right after its commit (PostgreSQL: returned without seq and hashes)."""
+        if not chain.chains_after_commit(session):
+            return self._chain(session, [event])[0]
+        try:
+            chain.enqueue(session, [event])
+        except SQLAlchemyError as exc:
+            raise _unwritten(exc) from exc
+        session.info.setdefault(_QUEUED, []).append(event)
+        return event
+
+    def chain_waiting(self) -> int:
+        """Chain every event waiting in the intake (PostgreSQL), in transactions of at most
+        CHAIN_BATCH events, and hand them on to the outbox; returns how many."""
+        done = 0
+        while True:
+            with self.sessions() as session, session.begin():
+                chained = chain.chain_waiting(session, self.app_id, CHAIN_BATCH)
+            if chained and self.outbox is not None:
+                self.outbox.committed(chained)
+            done += len(chained)
+            if len(chained) < CHAIN_BATCH:
+                return done
 
     def _write_alone(self, event: dict[str, Any]) -> dict[str, Any]:
         return self.group.submit(event)
@@ -299,6 +373,18 @@ class AuditLog:
                 result=result,
                 error=str(exc),
             )
+
+
+def chain_waiting_step(db: Session, batch: int, manifest: Any = None) -> int:
+    """One batch of the `audit-chain` housekeeping job (PostgreSQL): chain events whose
+    process stopped between their commit and their chaining round. Looks without a lock first,
+    so an idle chain costs one small read per replica and interval."""
+    if not chain.chains_after_commit(db) or not chain.waiting_count(db):
+        return 0
+    return len(chain.chain_waiting(db, manifest.app_id, batch))
+
+
+schedule("audit-chain", every=CHAIN_EVERY, batch=CHAIN_BATCH)(chain_waiting_step)
 
 
 class _AuditFacade:

@@ -281,6 +281,12 @@ def _verify_audit_database(url: str | None) -> int:
         if result.events
         else f"{shown}: no audit events yet."
     )
+    if result.waiting:
+        print(
+            f"{result.waiting} committed event(s) wait to be chained: the app chains them right "
+            "after their commit, and its housekeeping every few seconds (a process stopped in "
+            "between). Run this again in a minute; if they still wait, no replica is running."
+        )
     return 0
 
 

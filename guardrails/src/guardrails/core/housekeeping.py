@@ -12,8 +12,9 @@ waits `every` seconds (with jitter) before the next run.
     def purge_step(db, batch, manifest):
         ...                      # delete at most `batch` rows; audit them; return how many
 
-Guardrails registers its own jobs here: `sessions-purge` (expired sign-in sessions). Other parts
-of the SDK plug in the same way (the audit outbox's trimming registers a job named
+Guardrails registers its own jobs here: `sessions-purge` (expired sign-in sessions) and
+`audit-chain` (PostgreSQL: audit events committed but left unchained by a stopped process).
+Other parts of the SDK plug in the same way (the audit outbox's trimming registers a job named
 `audit-outbox-trim`). The web app (`create_app`) runs every registered job in a background
 thread of each process; `run_jobs_once()` runs them once (commands, tests, cron).
 

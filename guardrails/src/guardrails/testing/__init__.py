@@ -105,10 +105,14 @@ def audit_events(runtime: Runtime) -> list[dict]:
         return chain.events_after(session, 0, 1_000_000)
 
 
+_PG_AUDIT_TABLES = ("guardrails_audit_event", "guardrails_audit_intake")
+
+
 @contextlib.contextmanager
 def audit_unwritable(runtime: Runtime) -> Iterator[None]:
     """Inside the block the database refuses every audit event (as a full disk would): a
-    real trigger in the app's database, dropped afterwards (SQLite or PostgreSQL)."""
+    real trigger in the app's database, dropped afterwards (SQLite or PostgreSQL; there on the
+    intake too, where a change's event is first written)."""
     refuse = "database or disk is full (guardrails.testing.audit_unwritable)"
     with runtime.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -116,10 +120,11 @@ def audit_unwritable(runtime: Runtime) -> Iterator[None]:
                 "CREATE FUNCTION guardrails_refuse() RETURNS trigger LANGUAGE plpgsql AS "
                 f"$$BEGIN RAISE EXCEPTION '{refuse}'; END$$"
             )
-            conn.exec_driver_sql(
-                "CREATE TRIGGER guardrails_refuse BEFORE INSERT ON guardrails_audit_event "
-                "FOR EACH ROW EXECUTE FUNCTION guardrails_refuse()"
-            )
+            for table in _PG_AUDIT_TABLES:
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER guardrails_refuse BEFORE INSERT ON {table} "
+                    "FOR EACH ROW EXECUTE FUNCTION guardrails_refuse()"
+                )
         else:
             conn.exec_driver_sql(
                 "CREATE TRIGGER guardrails_refuse BEFORE INSERT ON guardrails_audit_event "
@@ -130,7 +135,8 @@ def audit_unwritable(runtime: Runtime) -> Iterator[None]:
     finally:
         with runtime.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("DROP TRIGGER guardrails_refuse ON guardrails_audit_event")
+                for table in _PG_AUDIT_TABLES:
+                    conn.exec_driver_sql(f"DROP TRIGGER guardrails_refuse ON {table}")
                 conn.exec_driver_sql("DROP FUNCTION guardrails_refuse()")
             else:
                 conn.exec_driver_sql("DROP TRIGGER guardrails_refuse")

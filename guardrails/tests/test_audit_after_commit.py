@@ -1,0 +1,177 @@
+"""PostgreSQL: an event recorded in a change's transaction is queued there and chained right
+after the commit (decision 0011), so concurrent audited commits no longer queue for the chain's
+head row. What must still hold: the change and its event commit together or not at all; every
+committed event is chained, once, in one unbroken chain; a process that dies between its commit
+and the chaining round loses nothing (housekeeping chains what it left)."""
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from guardrails.auditing import chain
+from guardrails.auditing.log import CHAIN_BATCH, chain_waiting_step
+from guardrails.cli import main
+from guardrails.core import db
+from tests.test_audit import APP, engine_of, fresh_url, make_log
+
+
+@pytest.fixture
+def pg_url(request, tmp_path):
+    return fresh_url("postgresql", tmp_path, request)
+
+
+def _thing_table(log) -> None:
+    with engine_of(log).begin() as conn:
+        conn.execute(text("CREATE TABLE thing (id INTEGER PRIMARY KEY, state TEXT)"))
+
+
+def _change(log, n: int) -> dict:
+    with log.sessions() as session, session.begin():
+        session.execute(text("INSERT INTO thing VALUES (:n, 'new')"), {"n": n})
+        return log.record("thing.create", resource=("thing", n))
+
+
+def _waiting(log) -> int:
+    with log.sessions() as session:
+        return chain.waiting_count(session)
+
+
+def test_concurrent_changes_each_commit_one_event_in_one_chain(pg_url):
+    log = make_log(pg_url)
+    _thing_table(log)
+    threads, each = 8, 15
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        start.wait()
+        try:
+            for i in range(each):
+                _change(log, k * 1000 + i)
+                # chained before the request goes on: its event is in the chain already
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=writer, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert errors == []
+    check = chain.verify_db(engine_of(log), APP)
+    assert check.ok, check.problems
+    assert check.events == threads * each and check.waiting == 0
+    with log.sessions() as session:
+        things = session.scalars(text("SELECT id FROM thing")).all()
+        resources = session.scalars(select(chain.AuditEventRow.resource_id)).all()
+    assert sorted(map(str, things)) == sorted(resources)  # each change has its one event
+    assert log.chainer.rounds < threads * each  # busy moments shared a round
+
+
+def test_a_rolled_back_change_queues_nothing(pg_url):
+    log = make_log(pg_url)
+    _thing_table(log)
+    with pytest.raises(RuntimeError), log.sessions() as session, session.begin():
+        session.execute(text("INSERT INTO thing VALUES (1, 'new')"))
+        log.record("thing.create", resource=("thing", 1))
+        raise RuntimeError("the commit never happens")
+    assert _waiting(log) == 0
+    assert chain.verify_db(engine_of(log), APP).events == 0
+
+
+def test_a_change_commits_while_another_replica_holds_the_chain(pg_url):
+    """The change's commit does not wait for the chain's lock (that was the bottleneck); its
+    event is chained as soon as the lock is free."""
+    log = make_log(pg_url)
+    _thing_table(log)
+    holder = create_engine(db.with_driver(pg_url))
+    done = threading.Event()
+    with holder.connect() as conn:
+        trans = conn.begin()
+        conn.execute(text("SELECT seq FROM guardrails_audit_head FOR UPDATE"))  # a chainer
+        worker = threading.Thread(target=lambda: (_change(log, 7), done.set()))
+        worker.start()
+        seen = None
+        deadline = time.monotonic() + 10
+        while seen is None and time.monotonic() < deadline:  # the change is committed...
+            with holder.connect() as other:
+                seen = other.execute(text("SELECT state FROM thing WHERE id = 7")).scalar()
+            time.sleep(0.02)
+        assert seen == "new"
+        assert not done.is_set()  # ...while its chaining round waits for the lock
+        assert _waiting(log) == 1
+        trans.rollback()
+    worker.join(20)
+    assert done.is_set()
+    check = chain.verify_db(engine_of(log), APP)
+    assert check.ok and check.events == 1 and check.waiting == 0
+    holder.dispose()
+
+
+def test_events_left_by_a_failed_round_are_chained_by_housekeeping(pg_url, capsys):
+    """A process that stops (or fails) between its commit and its chaining round: the change
+    and its event are committed; `audit verify` says the event waits; the housekeeping job
+    chains it."""
+    log = make_log(pg_url)
+    _thing_table(log)
+    real = log.chainer.run_round
+    log.chainer.run_round = lambda: (_ for _ in ()).throw(RuntimeError("killed"))
+    _change(log, 1)  # the request still succeeds: its change and event are committed
+    _change(log, 2)
+    log.chainer.run_round = real
+    check = chain.verify_db(engine_of(log), APP)
+    assert check.ok and check.events == 0 and check.waiting == 2
+    assert main(["audit", "verify", "--database", pg_url]) == 0
+    assert "2 committed event(s) wait to be chained" in capsys.readouterr().out
+    manifest = type("M", (), {"app_id": APP})()
+    with log.sessions() as session, session.begin():
+        assert chain_waiting_step(session, CHAIN_BATCH, manifest) == 2
+    check = chain.verify_db(engine_of(log), APP)
+    assert check.ok and check.events == 2 and check.waiting == 0
+    with log.sessions() as session:
+        ids = session.scalars(
+            select(chain.AuditEventRow.resource_id).order_by(chain.AuditEventRow.seq)
+        ).all()
+    assert ids == ["1", "2"]  # chained in the order they were committed
+
+
+def test_the_job_does_nothing_on_sqlite(tmp_path):
+    log = make_log(f"sqlite:///{tmp_path / 'a.db'}")
+    with log.sessions() as session, session.begin():
+        assert chain_waiting_step(session, CHAIN_BATCH, type("M", (), {"app_id": APP})()) == 0
+        event = log.record("thing.create", resource=("thing", 1), session=session)
+    assert event["seq"] == 1  # SQLite chains in the change's transaction
+
+
+def test_rounds_need_no_second_connection_while_requests_hold_theirs(pg_url):
+    """Each request's session gives its connection back before its chaining round: with a pool
+    as small as the number of writers, a round still finds a connection (else it would wait
+    out the pool's timeout while the requests behind it hold every connection)."""
+    log = make_log(pg_url)
+    _thing_table(log)
+    small = create_engine(db.with_driver(pg_url), pool_size=2, max_overflow=0, pool_timeout=3)
+    log.sessions.configure(bind=small)
+    threads, each = 6, 5
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        start.wait()
+        try:
+            for i in range(each):
+                _change(log, k * 100 + i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=writer, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert errors == []
+    check = chain.verify_db(small, APP)
+    assert check.ok and check.events == threads * each
+    assert check.waiting == 0  # no round gave up for want of a connection
+    small.dispose()
