@@ -175,3 +175,68 @@ def test_rounds_need_no_second_connection_while_requests_hold_theirs(pg_url):
     assert check.ok and check.events == threads * each
     assert check.waiting == 0  # no round gave up for want of a connection
     small.dispose()
+
+
+def test_fields_no_column_can_hold_are_chained_all_the_same(pg_url):
+    """A field too long for its column, or holding a NUL (which PostgreSQL's text refuses),
+    must not leave its event unchained: it would hold up every event queued after it."""
+    log = make_log(pg_url)
+    _thing_table(log)
+    with log.sessions() as session, session.begin():
+        session.execute(text("INSERT INTO thing VALUES (1, 'new')"))
+        log.record("thing.\x00create", resource=("t" * 65, "a\x00b"))
+    _change(log, 2)
+    check = chain.verify_db(engine_of(log), APP)
+    assert check.ok and check.events == 2 and check.waiting == 0
+    with log.sessions() as session:
+        first = session.get(chain.AuditEventRow, 1)
+    assert first.resource_type == "t" * 64 and first.resource_id == "ab"
+    assert '"id":"a\\u0000b"' in first.body  # the event itself is kept exactly
+
+
+def test_a_request_waits_for_the_round_that_took_its_event(pg_url):
+    """Another replica's round took this request's event and waits for the chain's head: this
+    request's round waits for that one instead of returning with its event unchained."""
+    log, other = make_log(pg_url), make_log(pg_url)
+    _thing_table(log)
+    holder = create_engine(db.with_driver(pg_url))
+    conn = holder.connect()
+    trans = conn.begin()
+    conn.execute(text("SELECT seq FROM guardrails_audit_head FOR UPDATE"))  # a third replica
+    real = log.chainer.run_round
+    threads: list[threading.Thread] = []
+
+    def after_the_other_replica_took_it():
+        threads.append(threading.Thread(target=other.chain_waiting))
+        threads[0].start()
+        time.sleep(0.3)  # it has taken the event from the intake and waits for the head
+        threads.append(threading.Timer(0.5, trans.rollback))  # the third replica lets go
+        threads[1].start()
+        real()
+
+    log.chainer.run_round = after_the_other_replica_took_it
+    started = time.monotonic()
+    _change(log, 1)
+    assert time.monotonic() - started >= 0.7  # it waited for the other round...
+    check = chain.verify_db(engine_of(log), APP)
+    assert check.events == 1 and check.waiting == 0  # ...so its event was chained on return
+    for t in threads:
+        t.join(10)
+    conn.close()
+    holder.dispose()
+
+
+def test_a_savepoint_released_then_rolled_back_counts_nothing(pg_url):
+    log = make_log(pg_url)
+    _thing_table(log)
+    counted: list[str] = []
+    log.observers.append(lambda event: counted.append(event["action"]))
+    with pytest.raises(RuntimeError), log.sessions() as session, session.begin():
+        with session.begin_nested():
+            session.execute(text("INSERT INTO thing VALUES (1, 'new')"))
+            log.record("thing.phantom", resource=("thing", 1))
+        raise RuntimeError("the outer transaction rolls back")
+    _change(log, 2)
+    assert counted == ["thing.create"]
+    check = chain.verify_db(engine_of(log), APP)
+    assert check.events == 1 and check.waiting == 0

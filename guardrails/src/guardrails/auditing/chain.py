@@ -1,7 +1,9 @@
 """The audit chain in the app's database: one row per event, one head row per app.
 
 Each event is a row of `guardrails_audit_event`, written by `append()` inside the transaction
-of the change it records, so the change and its event commit together or not at all. The row
+of the change it records, so the change and its event commit together or not at all (on
+PostgreSQL the transaction queues it and it is chained right after the commit: see the last
+section). The row
 keeps the event's canonical JSON (`body`, the text that is hashed) and its position `seq`
 (1, 2, 3, ... with no gap); `guardrails_audit_head` holds, per app, the last `seq` and `hash`.
 
@@ -147,12 +149,14 @@ def _statements(mark: str) -> dict[str, str]:
         "lock_timeout": f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'",
         # PostgreSQL, chained after the commit (see the module's docstring)
         "enqueue": f"INSERT INTO {intake} (body) VALUES ({mark.format('body')})",  # noqa: S608
-        # the oldest waiting events, taken out of the intake (back in it if the round fails);
-        # rows another replica's round holds are left to it
+        # the oldest waiting events, taken out of the intake (back in it if the round fails).
+        # Rows another round holds are waited for, not skipped: once this returns, every event
+        # committed before it began is chained, by this round or by that one.
         "dequeue": (
             f"DELETE FROM {intake} WHERE id IN (SELECT id FROM {intake} ORDER BY id "  # noqa: S608
-            f"LIMIT {n} FOR UPDATE SKIP LOCKED) RETURNING id, body"
+            f"LIMIT {n} FOR UPDATE) RETURNING id, body"
         ),
+        "any_waiting": f"SELECT 1 FROM {intake} LIMIT 1",  # noqa: S608
     }
 
 
@@ -201,10 +205,10 @@ def extend(session: Session, app_id: str, events: list[dict[str, Any]]) -> list[
                 "seq": seq,
                 "event_id": event["event_id"],
                 "timestamp": event["timestamp"],
-                "action": event["action"][:120],
+                "action": _column(event["action"], 120),
                 "result": event["result"],
-                "resource_type": resource.get("type"),
-                "resource_id": None if resource.get("id") is None else str(resource["id"])[:254],
+                "resource_type": _column(resource.get("type"), 64),
+                "resource_id": _column(resource.get("id"), 254),
                 "prev_hash": prev,
                 "hash": chained["hash"],
                 "body": canonical(chained),
@@ -234,8 +238,9 @@ def enqueue(session: Session, events: list[dict[str, Any]]) -> None:
 def chain_waiting(session: Session, app_id: str, limit: int = 1000) -> list[dict[str, Any]]:
     """In `session`'s transaction: take up to `limit` of the oldest events waiting in the
     intake and chain them (`extend`: the head's lock, one INSERT, the head moved). Returns them
-    chained (none: nothing was waiting). Every replica may call it at once: each takes other
-    rows, and the head's lock makes them chain in turn."""
+    chained (none: nothing was waiting). Every replica may call it at once: a round waits for
+    the rows another holds (then takes what that one left), and the head's lock makes them
+    chain in turn. Waiting is bounded by LOCK_TIMEOUT."""
     conn = session.connection()
     taken = _run(conn, _SQL[conn.dialect.name], "dequeue", {"n": int(limit)})
     if not taken:
@@ -248,6 +253,20 @@ def waiting_count(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(AuditIntake)) or 0
 
 
+def any_waiting(session: Session) -> bool:
+    """Whether any event waits to be chained (one index probe, whatever the count)."""
+    conn = session.connection()
+    return _run(conn, _SQL[conn.dialect.name], "any_waiting", {}) is not None
+
+
+def _column(value: Any, size: int) -> str | None:
+    """A searchable copy of an event field for its column: cut to the column's size, without
+    NUL (which PostgreSQL's text refuses). The body keeps the field exactly, and the hash is of
+    the body: a column can never refuse an event (a refused event would hold up every event
+    queued after it)."""
+    return None if value is None else str(value).replace("\x00", "")[:size]
+
+
 def _run(conn: Connection, sql: dict[str, str], name: str, params: Any) -> Any:
     """One statement of the append on the driver's cursor; the driver's errors come out as
     SQLAlchemy's (OperationalError, IntegrityError...), like every other statement's."""
@@ -255,7 +274,7 @@ def _run(conn: Connection, sql: dict[str, str], name: str, params: Any) -> Any:
     cursor = conn.connection.dbapi_connection.cursor()
     statement = sql[name]
     try:
-        if name == "take" and conn.dialect.name == "postgresql":
+        if name in ("take", "dequeue") and conn.dialect.name == "postgresql":
             cursor.execute(sql["lock_timeout"])
         if isinstance(params, list):
             cursor.executemany(statement, params)
@@ -263,7 +282,7 @@ def _run(conn: Connection, sql: dict[str, str], name: str, params: Any) -> Any:
         cursor.execute(statement, params)
         if name == "dequeue":
             return cursor.fetchall()
-        return cursor.fetchone() if name == "take" else None
+        return cursor.fetchone() if name in ("take", "any_waiting") else None
     except dbapi.Error as exc:
         raise DBAPIError.instance(statement, params, exc, dbapi.Error) from exc
     finally:

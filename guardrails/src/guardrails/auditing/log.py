@@ -70,6 +70,7 @@ _WROTE = "guardrails.audit.wrote"  # session.info: events appended in the open t
 _LATER = "guardrails.audit.later"  # session.info: refusals to write once it ends
 _QUEUED = "guardrails.audit.queued"  # session.info: events queued in it, to chain after commit
 _TO_CHAIN = "guardrails.audit.to-chain"  # session.info: it committed queued events
+_HOOKED = "guardrails.audit.log"  # session.info: the AuditLog whose hooks follow this session
 CHAIN_BATCH = 1000  # events chained per transaction of a round
 CHAIN_EVERY = 10.0  # seconds: housekeeping chains what a killed process left queued
 
@@ -193,24 +194,28 @@ class AuditLog:
 
     def __post_init__(self) -> None:
         self.group = GroupCommit(self._write_batch)
-        self.chainer = Chainer(self.chain_waiting)
+        self.chainer = Chainer(lambda: self.chain_waiting(batches=1))
         sa_event.listen(self.sessions, "after_transaction_create", self._began)
         sa_event.listen(self.sessions, "after_commit", self._committed)
         sa_event.listen(self.sessions, "after_transaction_end", self._ended)
 
     # --- following the app's transactions
     def _began(self, session: Session, transaction) -> None:
-        if transaction.parent is None and transaction.origin is SessionTransactionOrigin.BEGIN:
-            context.push_transaction(self, session)
+        if transaction.parent is None:
+            session.info[_HOOKED] = self  # its commit and end reach this log
+            if transaction.origin is SessionTransactionOrigin.BEGIN:
+                context.push_transaction(self, session)
 
     def _committed(self, session: Session) -> None:
+        if session.in_nested_transaction():  # a savepoint released: the outer one may roll back
+            return
         queued = session.info.pop(_QUEUED, None)
         written = session.info.pop(_WROTE, None)
+        if queued:  # chained once the transaction has given its connection back (_ended)
+            session.info[_TO_CHAIN] = True
         for event in (queued or []) + (written or []):
             for observe in self.observers:
                 observe(event)
-        if queued:  # chained once the transaction has given its connection back (_ended)
-            session.info[_TO_CHAIN] = True
         if written and self.outbox is not None:
             self.outbox.committed(written)
 
@@ -244,7 +249,9 @@ class AuditLog:
     def _append(self, session: Session, event: dict[str, Any]) -> dict[str, Any]:
         """`event` in `session`'s transaction: chained there (SQLite), or queued there and
         chained right after its commit (PostgreSQL: returned without seq and hashes)."""
-        if not chain.chains_after_commit(session):
+        if session.info.get(_HOOKED) is not self or not chain.chains_after_commit(session):
+            # SQLite; or a session this log's hooks do not follow (made elsewhere): no round
+            # would run after its commit, so the event is chained in its transaction
             return self._chain(session, [event])[0]
         try:
             chain.enqueue(session, [event])
@@ -253,18 +260,23 @@ class AuditLog:
         session.info.setdefault(_QUEUED, []).append(event)
         return event
 
-    def chain_waiting(self) -> int:
-        """Chain every event waiting in the intake (PostgreSQL), in transactions of at most
-        CHAIN_BATCH events, and hand them on to the outbox; returns how many."""
-        done = 0
-        while True:
+    def chain_waiting(self, batches: int | None = None) -> int:
+        """Chain the events waiting in the intake (PostgreSQL; nothing waits on SQLite), in
+        transactions of at most CHAIN_BATCH events, and hand them on to the outbox; returns how
+        many. `batches`: stop after that many (a request's round takes one: a backlog left by
+        an outage is housekeeping's, not one request's)."""
+        done, rounds = 0, 0
+        while batches is None or rounds < batches:
             with self.sessions() as session, session.begin():
+                if not chain.chains_after_commit(session):
+                    return 0
                 chained = chain.chain_waiting(session, self.app_id, CHAIN_BATCH)
             if chained and self.outbox is not None:
                 self.outbox.committed(chained)
-            done += len(chained)
+            done, rounds = done + len(chained), rounds + 1
             if len(chained) < CHAIN_BATCH:
-                return done
+                break
+        return done
 
     def _write_alone(self, event: dict[str, Any]) -> dict[str, Any]:
         return self.group.submit(event)
@@ -379,7 +391,7 @@ def chain_waiting_step(db: Session, batch: int, manifest: Any = None) -> int:
     """One batch of the `audit-chain` housekeeping job (PostgreSQL): chain events whose
     process stopped between their commit and their chaining round. Looks without a lock first,
     so an idle chain costs one small read per replica and interval."""
-    if not chain.chains_after_commit(db) or not chain.waiting_count(db):
+    if not chain.chains_after_commit(db) or not chain.any_waiting(db):
         return 0
     return len(chain.chain_waiting(db, manifest.app_id, batch))
 

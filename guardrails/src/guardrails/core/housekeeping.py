@@ -14,9 +14,8 @@ waits `every` seconds (with jitter) before the next run.
 
 Guardrails registers its own jobs here: `sessions-purge` (expired sign-in sessions) and
 `audit-chain` (PostgreSQL: audit events committed but left unchained by a stopped process).
-Other parts of the SDK plug in the same way (the audit outbox's trimming registers a job named
-`audit-outbox-trim`). The web app (`create_app`) runs every registered job in a background
-thread of each process; `run_jobs_once()` runs them once (commands, tests, cron).
+Other parts of the SDK plug in the same way. The web app (`create_app`) runs every registered job
+in a background thread of each process; `run_jobs_once()` runs them once (commands, tests, cron).
 
 Several replicas: every replica runs the scheduler. Jobs must be idempotent and batched:
 select a batch, `DELETE ... WHERE id IN (...) RETURNING id`, and act (audit) only on the rows

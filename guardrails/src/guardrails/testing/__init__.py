@@ -96,10 +96,12 @@ class LiveApp:
 
 
 def audit_events(runtime: Runtime) -> list[dict]:
-    """Every event of the runtime's audit chain (in its database), oldest first; the outbox is
-    flushed first, so the audit file (and any other sink) holds them too."""
+    """Every event of the runtime's audit chain (in its database), oldest first. Events still
+    waiting to be chained (PostgreSQL) are chained first, and the outbox is flushed, so the
+    audit file (and any other sink) holds them too."""
     from guardrails.auditing import chain
 
+    runtime.audit_log.chain_waiting()
     runtime.audit_log.outbox.flush(timeout=10)
     with runtime.sessionmaker() as session:
         return chain.events_after(session, 0, 1_000_000)
