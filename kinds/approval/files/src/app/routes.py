@@ -43,7 +43,7 @@ LISTED = (
 
 
 def listed(query):
-    """`query` (from visible or awaiting) selecting only LISTED, for keyset_page(db.execute, ...)."""
+    """`query` (from visible or awaiting) selecting only LISTED: keyset_page(db.execute, ...)."""
     return query.with_only_columns(*LISTED)
 
 
