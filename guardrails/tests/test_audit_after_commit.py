@@ -240,3 +240,36 @@ def test_a_savepoint_released_then_rolled_back_counts_nothing(pg_url):
     assert counted == ["thing.create"]
     check = chain.verify_db(engine_of(log), APP)
     assert check.events == 1 and check.waiting == 0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_rolled_back_savepoint_takes_its_events_with_it(kind, tmp_path, request):
+    """The outer transaction commits, a savepoint inside it rolled back: the savepoint's event
+    is neither counted nor exported (the file would hold an event the database does not)."""
+    path = tmp_path / "audit.jsonl"
+    log = make_log(fresh_url(kind, tmp_path, request), path)
+    _thing_table(log)
+    counted: list[str] = []
+    log.observers.append(lambda event: counted.append(event["action"]))
+    with log.sessions() as session, session.begin():
+        session.execute(text("INSERT INTO thing VALUES (1, 'new')"))
+        log.record("thing.create", resource=("thing", 1))
+        try:
+            with session.begin_nested():
+                session.execute(text("UPDATE thing SET state = 'gone' WHERE id = 1"))
+                log.record("thing.phantom", resource=("thing", 1))
+                raise RuntimeError("the savepoint rolls back")
+        except RuntimeError:
+            pass
+        with session.begin_nested():  # a savepoint released: its event stays
+            log.record("thing.kept", resource=("thing", 1))
+    _change(log, 2)
+    assert counted == ["thing.create", "thing.kept", "thing.create"]
+    check = chain.verify_db(engine_of(log), APP)
+    assert check.ok and check.events == 3 and check.waiting == 0
+    log.outbox.flush()
+    from guardrails.auditing.log import verify_file
+
+    exported = [line.split('"action":"')[1].split('"')[0] for line in path.read_text().splitlines()]
+    assert exported == ["thing.create", "thing.kept", "thing.create"]
+    assert verify_file(path).ok

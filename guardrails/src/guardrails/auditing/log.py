@@ -71,6 +71,7 @@ _LATER = "guardrails.audit.later"  # session.info: refusals to write once it end
 _QUEUED = "guardrails.audit.queued"  # session.info: events queued in it, to chain after commit
 _TO_CHAIN = "guardrails.audit.to-chain"  # session.info: it committed queued events
 _HOOKED = "guardrails.audit.log"  # session.info: the AuditLog whose hooks follow this session
+_SAVEPOINTS = "guardrails.audit.savepoints"  # session.info: open savepoints' marks
 CHAIN_BATCH = 1000  # events chained per transaction of a round
 CHAIN_EVERY = 10.0  # seconds: housekeeping chains what a killed process left queued
 
@@ -205,9 +206,13 @@ class AuditLog:
             session.info[_HOOKED] = self  # its commit and end reach this log
             if transaction.origin is SessionTransactionOrigin.BEGIN:
                 context.push_transaction(self, session)
+        elif transaction.nested:  # a savepoint: what was written before it
+            marks = session.info.setdefault(_SAVEPOINTS, {})
+            marks[id(transaction)] = {k: len(session.info.get(k, ())) for k in (_WROTE, _QUEUED)}
 
     def _committed(self, session: Session) -> None:
         if session.in_nested_transaction():  # a savepoint released: the outer one may roll back
+            session.info.get(_SAVEPOINTS, {}).pop(id(session.get_nested_transaction()), None)
             return
         queued = session.info.pop(_QUEUED, None)
         written = session.info.pop(_WROTE, None)
@@ -221,7 +226,13 @@ class AuditLog:
 
     def _ended(self, session: Session, transaction) -> None:
         if transaction.parent is not None:
+            # a savepoint still marked was rolled back, not released: its events are gone
+            mark = session.info.get(_SAVEPOINTS, {}).pop(id(transaction), None)
+            for key, kept in (mark or {}).items():
+                if key in session.info:
+                    del session.info[key][kept:]
             return
+        session.info.pop(_SAVEPOINTS, None)
         context.pop_transaction(session)
         session.info.pop(_WROTE, None)  # rolled back: those events are gone with the change
         session.info.pop(_QUEUED, None)
