@@ -33,6 +33,27 @@ def _change(log, n: int) -> dict:
         return log.record("thing.create", resource=("thing", n))
 
 
+def _changes_at_once(log, threads: int, each: int) -> list[BaseException]:
+    """`threads` writers starting together, each making `each` audited changes; their errors."""
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        start.wait()
+        try:
+            for i in range(each):
+                _change(log, k * 1000 + i)
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            errors.append(exc)
+
+    workers = [threading.Thread(target=writer, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    return errors
+
+
 def _waiting(log) -> int:
     with log.sessions() as session:
         return chain.waiting_count(session)
@@ -42,24 +63,7 @@ def test_concurrent_changes_each_commit_one_event_in_one_chain(pg_url):
     log = make_log(pg_url)
     _thing_table(log)
     threads, each = 8, 15
-    start = threading.Barrier(threads)
-    errors: list[BaseException] = []
-
-    def writer(k: int) -> None:
-        start.wait()
-        try:
-            for i in range(each):
-                _change(log, k * 1000 + i)
-                # chained before the request goes on: its event is in the chain already
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    workers = [threading.Thread(target=writer, args=(k,)) for k in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(120)
-    assert errors == []
+    assert _changes_at_once(log, threads, each) == []
     check = chain.verify_db(engine_of(log), APP)
     assert check.ok, check.problems
     assert check.events == threads * each and check.waiting == 0
@@ -154,23 +158,7 @@ def test_rounds_need_no_second_connection_while_requests_hold_theirs(pg_url):
     small = create_engine(db.with_driver(pg_url), pool_size=2, max_overflow=0, pool_timeout=3)
     log.sessions.configure(bind=small)
     threads, each = 6, 5
-    start = threading.Barrier(threads)
-    errors: list[BaseException] = []
-
-    def writer(k: int) -> None:
-        start.wait()
-        try:
-            for i in range(each):
-                _change(log, k * 100 + i)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    workers = [threading.Thread(target=writer, args=(k,)) for k in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(120)
-    assert errors == []
+    assert _changes_at_once(log, threads, each) == []
     check = chain.verify_db(small, APP)
     assert check.ok and check.events == threads * each
     assert check.waiting == 0  # no round gave up for want of a connection
