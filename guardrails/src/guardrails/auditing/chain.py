@@ -156,7 +156,6 @@ def _statements(mark: str) -> dict[str, str]:
             f"DELETE FROM {intake} WHERE id IN (SELECT id FROM {intake} ORDER BY id "  # noqa: S608
             f"LIMIT {n} FOR UPDATE) RETURNING id, body"
         ),
-        "any_waiting": f"SELECT 1 FROM {intake} LIMIT 1",  # noqa: S608
     }
 
 
@@ -188,6 +187,14 @@ def extend(session: Session, app_id: str, events: list[dict[str, Any]]) -> list[
     if not events:
         return []
     conn = session.connection()
+    _limit_lock_waits(conn)
+    return _extend(session, conn, app_id, events)
+
+
+def _extend(
+    session: Session, conn: Connection, app_id: str, events: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """`extend` once the transaction's lock waits are bounded (`_limit_lock_waits`)."""
     sql = _SQL[conn.dialect.name]
     taken = _run(conn, sql, "take", {"app": app_id, "n": len(events)})
     if taken is None:  # no head row yet (a database made before this app's first start)
@@ -242,10 +249,11 @@ def chain_waiting(session: Session, app_id: str, limit: int = 1000) -> list[dict
     the rows another holds (then takes what that one left), and the head's lock makes them
     chain in turn. Waiting is bounded by LOCK_TIMEOUT."""
     conn = session.connection()
+    _limit_lock_waits(conn)  # once for the round: the dequeue and the head's lock
     taken = _run(conn, _SQL[conn.dialect.name], "dequeue", {"n": int(limit)})
     if not taken:
         return []
-    return extend(session, app_id, [json.loads(body) for _id, body in sorted(taken)])
+    return _extend(session, conn, app_id, [json.loads(body) for _id, body in sorted(taken)])
 
 
 def waiting_count(session: Session) -> int:
@@ -255,8 +263,14 @@ def waiting_count(session: Session) -> int:
 
 def any_waiting(session: Session) -> bool:
     """Whether any event waits to be chained (one index probe, whatever the count)."""
-    conn = session.connection()
-    return _run(conn, _SQL[conn.dialect.name], "any_waiting", {}) is not None
+    return session.scalar(select(AuditIntake.id).limit(1)) is not None
+
+
+def _limit_lock_waits(conn: Connection) -> None:
+    """PostgreSQL: the transaction's lock waits end after LOCK_TIMEOUT (an AuditError, a 503),
+    never a request that hangs. Set once per transaction, before its first waiting statement."""
+    if conn.dialect.name == "postgresql":
+        _run(conn, _SQL["postgresql"], "lock_timeout", None)
 
 
 def _column(value: Any, size: int) -> str | None:
@@ -274,15 +288,13 @@ def _run(conn: Connection, sql: dict[str, str], name: str, params: Any) -> Any:
     cursor = conn.connection.dbapi_connection.cursor()
     statement = sql[name]
     try:
-        if name in ("take", "dequeue") and conn.dialect.name == "postgresql":
-            cursor.execute(sql["lock_timeout"])
         if isinstance(params, list):
             cursor.executemany(statement, params)
             return None
         cursor.execute(statement, params)
         if name == "dequeue":
             return cursor.fetchall()
-        return cursor.fetchone() if name in ("take", "any_waiting") else None
+        return cursor.fetchone() if name == "take" else None
     except dbapi.Error as exc:
         raise DBAPIError.instance(statement, params, exc, dbapi.Error) from exc
     finally:
@@ -376,6 +388,6 @@ def verify_db(engine: Engine, app_id: str | None = None) -> ChainCheck:
             )
     with Session(engine) as session:
         waiting = (
-            waiting_count(session) if inspect(engine).has_table("guardrails_audit_intake") else 0
+            waiting_count(session) if inspect(engine).has_table(AuditIntake.__tablename__) else 0
         )
     return ChainCheck(events=count, head_hash=prev, problems=problems, waiting=waiting)

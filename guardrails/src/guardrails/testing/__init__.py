@@ -29,6 +29,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from guardrails.auditing import chain
+from guardrails.auditing.chain import AuditEventRow, AuditIntake
 from guardrails.core.manifest import Manifest
 from guardrails.core.rules import is_local_url
 from guardrails.core.runtime import Runtime, bound
@@ -99,15 +101,14 @@ def audit_events(runtime: Runtime) -> list[dict]:
     """Every event of the runtime's audit chain (in its database), oldest first. Events still
     waiting to be chained (PostgreSQL) are chained first, and the outbox is flushed, so the
     audit file (and any other sink) holds them too."""
-    from guardrails.auditing import chain
-
     runtime.audit_log.chain_waiting()
     runtime.audit_log.outbox.flush(timeout=10)
     with runtime.sessionmaker() as session:
         return chain.events_after(session, 0, 1_000_000)
 
 
-_PG_AUDIT_TABLES = ("guardrails_audit_event", "guardrails_audit_intake")
+# where an audit event is written on PostgreSQL: the chain, and the intake of a change's events
+_PG_AUDIT_TABLES = (AuditEventRow.__tablename__, AuditIntake.__tablename__)
 
 
 @contextlib.contextmanager
