@@ -97,7 +97,7 @@ def test_make_report_writes_the_promotion_report_and_make_renew_commits(set_up):
     every app on a release); make renew extends the expiry within the maximum, keeps the
     catalog in sync, and commits."""
     app = set_up["dashboard"]
-    run(["make", "report"], cwd=app, timeout=900)
+    run(["make", "report", f"UV={UV}"], cwd=app, timeout=900)  # the uv its setup used
     text = (app / "report/promotion.md").read_text()
     assert (app / "report/promotion.html").is_file()
     assert "## Tests: PASS" in text and "## Policy verdict: PASS" in text, text

@@ -8,13 +8,24 @@ authenticate once.
 """
 
 import hashlib
+from urllib.parse import urlencode
 
 import anyio
+import pytest
 from fastapi import APIRouter, Depends, Request
 
 from guardrails import User, create_app, current_user, require_role, require_user
 from guardrails.core.db import make_engine, make_sessionmaker
 from guardrails.testing import login, serve
+from guardrails.web.app import (
+    _TOO_MANY,
+    FORM_FIELDS,
+    SMALL_FORM,
+    URLENCODED,
+    _read_body,
+    _replay_bytes,
+    _urlencoded_field,
+)
 from guardrails.web.sessions import SessionStore
 
 from .test_audit import fresh_url
@@ -111,6 +122,37 @@ def test_a_postgresql_that_refuses_falls_back_to_the_engine_read(tmp_path, reque
     assert store._async is None  # noqa: SLF001
 
 
+def test_a_session_read_that_hangs_is_given_up_and_made_in_a_thread(tmp_path, request, monkeypatch):
+    """A PostgreSQL that stops answering mid-read (a network cut without a reset) must not hold
+    the request forever: past ASYNC_READ_TIMEOUT_S the read is made through the engine, and the
+    half-used connection is dropped, never reused."""
+    import time
+
+    import psycopg
+
+    from guardrails.web import sessions
+
+    _, store = _stores_on_postgresql(tmp_path, request)
+    store.save("sid-1", {"user": {"sub": "ann"}})
+    monkeypatch.setattr(sessions, "ASYNC_READ_TIMEOUT_S", 0.3)
+
+    async def hang(self, *args, **kwargs):
+        await anyio.sleep(30)
+
+    async def reads():
+        assert (await store.read("sid-1"))["user"]["sub"] == "ann"
+        held = store._async[2]  # noqa: SLF001
+        monkeypatch.setattr(psycopg.AsyncConnection, "execute", hang)
+        started = time.monotonic()
+        data = await store.read("sid-1")
+        waited = time.monotonic() - started
+        return data, waited, held.closed, store._async  # noqa: SLF001
+
+    data, waited, closed, held_after = anyio.run(reads)
+    assert data["user"]["sub"] == "ann"
+    assert 0.3 <= waited < 5 and closed and held_after is None
+
+
 def _form_app(runtime):
     app = create_app(runtime=runtime)
     router = APIRouter()
@@ -124,6 +166,11 @@ def _form_app(runtime):
         form = await request.form()
         data = await form["file"].read()
         return {"note": form["note"], "size": len(data), "sha": hashlib.sha256(data).hexdigest()}
+
+    @router.post("/form")
+    async def form(request: Request, user: User = Depends(require_user)):
+        form = await request.form()
+        return {"fields": len(form.multi_items()), "note": form.get("note")}
 
     @router.post("/note")
     def note(request: Request, who: User | None = Depends(current_user)):
@@ -162,3 +209,120 @@ def test_the_route_gets_the_whole_form_after_the_csrf_check(runtime, demo):
         by_header = client.post(f"{live.url}/note", headers={"x-csrf-token": token})
         assert by_header.json() == {"who": demo["admin"]}
         assert client.post(f"{live.url}/note").status_code == 403  # no token at all
+
+
+FORMS = [
+    b"csrf_token=abc&x=1",
+    b"x=1&csrf_token=first&csrf_token=last",
+    b"csrf%5Ftoken=encoded-name",
+    b"csrf_token=a+b%2Bc%20d",
+    b"&&csrf_token=between-empty-fields&&",
+    b"csrf_token",
+    b"csrf_token=",
+    b"csrf_token=%C3%A9t%C3%A9",
+    b"csrf_token=\xe9t\xe9",
+    b"csrf_token=a=b",
+    b"csrf_token=semi;colon=1",
+    b"x=1;csrf_token=not-a-field",
+    b"",
+    b"=no-name&csrf_token=x",
+    b"csrf_token=%zz%4",
+    b"csrf+token=plus-name",
+    b"CSRF_TOKEN=other-case",
+    "&".join([f"f{i}=v" for i in range(FORM_FIELDS - 1)] + ["csrf_token=at-the-limit"]).encode(),
+]
+
+
+def _starlette_form_token(body: bytes):
+    """What Starlette's own form parser makes of `body` (the route's view of the form)."""
+    from starlette.requests import Request as StarletteRequest
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def parse():
+        scope = {"type": "http", "method": "POST", "headers": [(b"content-type", URLENCODED)]}
+        return (await StarletteRequest(scope, receive).form()).get("csrf_token")
+
+    return anyio.run(parse)
+
+
+@pytest.mark.parametrize("body", FORMS)
+def test_a_small_forms_token_is_read_as_starlettes_parser_reads_it(body):
+    """The middleware scans small url-encoded forms itself (Starlette's parser is slow): it must
+    find the token Starlette's parser would, whatever the splitting, escapes or duplicates."""
+    assert _urlencoded_field(body, "csrf_token") == _starlette_form_token(body)
+
+
+def test_a_form_with_too_many_fields_is_left_to_starlettes_parser():
+    body = "&".join(f"f{i}=v" for i in range(FORM_FIELDS + 1)).encode()
+    assert _urlencoded_field(body, "csrf_token") is _TOO_MANY
+    with pytest.raises(Exception, match="Too many fields"):
+        _starlette_form_token(body)
+
+
+def test_url_encoded_forms_small_large_and_too_many_fields(runtime, demo):
+    """A small form is checked by the middleware's own scan, a larger one by Starlette's
+    parser; either way the route gets the whole form, and a forged or missing token is
+    refused. A form with more fields than Starlette allows gets Starlette's 400."""
+    with serve(_form_app, runtime) as live, live.client() as client:
+        login(client, live, demo["admin"], next_path="/token")
+        token = client.get(f"{live.url}/token").json()["csrf"]
+
+        def post(fields):
+            headers = {"content-type": "application/x-www-form-urlencoded"}
+            return client.post(f"{live.url}/form", content=urlencode(fields), headers=headers)
+
+        small = post([("note", "ünïcode & co"), ("csrf_token", token)])
+        assert small.status_code == 200, small.text
+        assert small.json() == {"fields": 2, "note": "ünïcode & co"}
+        large_note = "x" * (SMALL_FORM + 1000)
+        large = post([("note", large_note), ("csrf_token", token)])
+        assert large.status_code == 200, large.text
+        assert large.json() == {"fields": 2, "note": large_note}
+        assert post([("note", "x"), ("csrf_token", token + "x")]).status_code == 403
+        assert post([("note", large_note), ("csrf_token", "forged")]).status_code == 403
+        assert post([("note", "x")]).status_code == 403
+        many = [(f"f{i}", "v") for i in range(FORM_FIELDS)] + [("csrf_token", token)]
+        refused = post(many)
+        assert refused.status_code == 400
+        assert "Too many fields" in refused.text
+        assert post(many[1:]).json() == {"fields": FORM_FIELDS, "note": None}
+
+
+def test_the_scan_reads_no_more_than_it_needs_and_the_route_gets_the_rest():
+    """Past SMALL_FORM the middleware stops reading (the rest streams on to Starlette's parser
+    and the route); a client that goes away is a ClientDisconnect, as in Starlette's reads."""
+    from starlette.requests import ClientDisconnect
+
+    chunks = [bytes([65 + i]) * 10_000 for i in range(10)]
+
+    def messages(items):
+        queue = list(items)
+
+        async def receive():
+            return queue.pop(0)
+
+        return receive, queue
+
+    receive, queue = messages(
+        [{"type": "http.request", "body": c, "more_body": i < 9} for i, c in enumerate(chunks)]
+    )
+
+    async def read_all():
+        head, complete = await _read_body(receive, 25_000)
+        assert (len(head), complete, len(queue)) == (30_000, False, 7)
+        replay = _replay_bytes(head, receive, more=True)
+        body = b""
+        while True:
+            message = await replay()
+            body += message["body"]
+            if not message["more_body"]:
+                return body
+
+    assert anyio.run(read_all) == b"".join(chunks)
+    receive, _ = messages(
+        [{"type": "http.request", "body": b"a=", "more_body": True}, {"type": "http.disconnect"}]
+    )
+    with pytest.raises(ClientDisconnect):
+        anyio.run(_read_body, receive, SMALL_FORM)

@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote_plus, urlencode, urlsplit
 
 import anyio.to_thread
 import structlog
@@ -29,9 +29,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, select_autoescape
+from python_multipart.multipart import parse_options_header
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -269,10 +271,13 @@ def csrf_token(request: Request) -> str:
     return session["csrf"]
 
 
-FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+URLENCODED = b"application/x-www-form-urlencoded"
+FORM_TYPES = (URLENCODED, b"multipart/form-data")
 CSRF_REFUSED = "This form has expired or came from another site. Reload the page and try again."
 BODY_IN_MEMORY = 1024 * 1024  # bytes of a form body kept in memory for the route; then a file
 CHUNK = 64 * 1024
+SMALL_FORM = 64 * 1024  # an url-encoded body up to this size is scanned for the token directly
+FORM_FIELDS = 1000  # Starlette's limit on a form's fields (its parser answers 400 beyond it)
 
 
 async def check_csrf(
@@ -294,12 +299,12 @@ async def check_csrf(
             return None, receive
         if name == b"x-csrf-token":
             sent_header = value.decode("latin-1")
-        elif name == b"content-type":
+        elif name == b"content-type" and content_type is None:  # the first, as Starlette's
             content_type = value
     request = Request(scope, receive)
     sent: Any = sent_header
     if sent is None and content_type is not None and content_type.lower().startswith(FORM_TYPES):
-        sent, receive = await _form_token(request, receive)
+        sent, receive = await _form_token(request, receive, content_type)
         if isinstance(sent, Response):
             return sent, receive
     expected = session.get("csrf")
@@ -318,10 +323,82 @@ async def check_csrf(
     return _error_page(request, 403, TITLES[403], CSRF_REFUSED), receive
 
 
-async def _form_token(request: Request, receive: Receive) -> tuple[Any, Receive]:
-    """The form's `csrf_token`, parsed as the route will parse it (Starlette's parsers and
-    limits), and a `receive` that replays the body: kept in memory up to BODY_IN_MEMORY
-    bytes, in a temporary file beyond (uploads)."""
+async def _form_token(
+    request: Request, receive: Receive, content_type: bytes
+) -> tuple[Any, Receive]:
+    """The form's `csrf_token`, read as the route will read it, and a `receive` that replays
+    the body to the route.
+
+    A small url-encoded form (what a browser's forms send) is scanned directly, field by field
+    as Starlette's parser splits and decodes them; any other form goes through Starlette's own
+    parsers and limits, its body kept in memory up to BODY_IN_MEMORY bytes and in a temporary
+    file beyond (uploads)."""
+    if parse_options_header(content_type)[0] == URLENCODED:  # Starlette's test
+        head, complete = await _read_body(receive, SMALL_FORM)
+        if complete:
+            token = _urlencoded_field(head, "csrf_token")
+            if token is not _TOO_MANY:
+                return token, _replay_bytes(head, receive)
+        receive = _replay_bytes(head, receive, more=not complete)
+    return await _parsed_form_token(request, receive)
+
+
+_TOO_MANY = object()  # more fields than Starlette's parser accepts: it gives the answer
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """The body's first bytes (until it ends or passes `limit`) and whether that is all of it.
+    A client that goes away meanwhile raises ClientDisconnect, as Starlette's reads do."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+        if size > limit:
+            return b"".join(chunks), False
+
+
+def _urlencoded_field(body: bytes, wanted: str) -> Any:
+    """The last value of field `wanted` in an url-encoded body, None when absent, split and
+    decoded as Starlette's FormParser does (`&` between fields; a name without `=` has an
+    empty value; each part latin-1, then `unquote_plus`); _TOO_MANY past FORM_FIELDS."""
+    value = None
+    fields = 0
+    for part in body.split(b"&"):
+        if not part:
+            continue
+        fields += 1
+        if fields > FORM_FIELDS:
+            return _TOO_MANY
+        name, _, raw = part.partition(b"=")
+        if unquote_plus(name.decode("latin-1")) == wanted:
+            value = unquote_plus(raw.decode("latin-1"))
+    return value
+
+
+def _replay_bytes(head: bytes, receive: Receive, more: bool = False) -> Receive:
+    """A `receive` that first gives `head` as one message (`more`: the rest of the body
+    follows from `receive`), then hands on to `receive`."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": head, "more_body": more}
+
+    return replay
+
+
+async def _parsed_form_token(request: Request, receive: Receive) -> tuple[Any, Receive]:
+    """`_form_token` through Starlette's parsers, for uploads, large and unusual forms."""
     body = tempfile.SpooledTemporaryFile(max_size=BODY_IN_MEMORY)  # noqa: SIM115 - closed by replay
 
     async def tee() -> Message:

@@ -157,7 +157,7 @@ class SessionStore:
         read that way (the caller reads it in a thread, through the engine)."""
         conn = None
         try:
-            with anyio.fail_after(ASYNC_READ_TIMEOUT_S):
+            async with asyncio.timeout(ASYNC_READ_TIMEOUT_S):  # psycopg's async is asyncio's
                 conn = await self._postgresql_connection(engine)
                 cursor = await conn.execute(_LOAD_PG, {"sid": sid})
                 return await cursor.fetchone()
