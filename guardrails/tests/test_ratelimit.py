@@ -203,3 +203,80 @@ def test_a_refusal_spell_is_reported_once_and_the_memory_is_bounded(monkeypatch)
 def test_the_quota_name_is_reserved():
     with pytest.raises(ValueError, match="quota"):
         limit_per_user("requests", per_minute=5)
+
+
+class Clock:
+    """time.time() for the windows under test: moved by hand."""
+
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_local_windows_answer_as_the_limits_memory_storage_does(monkeypatch):
+    """The same calls, played into both at the same (hand-moved) clock, on windows of one and
+    two seconds: moves of a quarter second land exactly on the window's edges too. `limits`'
+    timer threads are kept out: an entry exactly one window old is still in for its
+    `acquire_entry` but already gone once a timer has pruned it, so with them its answers at
+    an edge depend on the threads' timing."""
+    import random
+
+    from limits.storage import MemoryStorage
+
+    from guardrails.core.ratelimit import LocalWindows
+
+    clock = Clock()
+    monkeypatch.setattr(time, "time", clock)
+    monkeypatch.setattr(MemoryStorage, "_MemoryStorage__schedule_expiry", lambda self: None)
+    ours, theirs = LocalWindows(), MemoryStorage()
+    theirs.timer.cancel()  # the one its constructor started
+    rng = random.Random(17)  # noqa: S311 - a repeatable sequence of calls, not a secret
+    answers = 0
+    for _ in range(4000):
+        clock.now += rng.choice([0, 0, 0.25, 0.5, 1, 1.75])
+        key, limit, expiry = rng.choice([("a", 3, 1), ("b", 5, 2), ("c", 1, 1)])
+        if rng.random() < 0.7:
+            amount = rng.choice([1, 1, 1, 2, 6])
+            got = ours.acquire_entry(key, limit, expiry, amount)
+            assert got == theirs.acquire_entry(key, limit, expiry, amount), (key, clock.now)
+            answers += got
+        else:
+            start, count = ours.get_moving_window(key, limit, expiry)
+            their_start, their_count = theirs.get_moving_window(key, limit, expiry)
+            assert count == their_count, (key, clock.now)
+            if count:  # with nothing in the window `limits` may name an expired entry's time
+                assert start == their_start
+    assert answers > 500  # the sequence did let calls through (and refused others)
+
+
+def test_the_local_windows_start_no_thread_and_forget_idle_callers(monkeypatch):
+    import threading
+
+    from guardrails.core.ratelimit import LocalWindows
+
+    clock = Clock()
+    monkeypatch.setattr(time, "time", clock)
+    threads = threading.active_count()
+    window = RateLimiter(2, window=60)
+    assert isinstance(window.storage, LocalWindows)
+    for n in range(200):
+        window.take(f"user-{n}")
+        clock.now += 0.01
+    assert threading.active_count() == threads  # limits' memory storage starts a timer here
+    assert len(window.storage._events) == 200
+    clock.now += 61
+    assert window.take("user-0") == 0  # a new window: the idle callers are forgotten
+    (kept,) = window.storage._events
+    assert "user-0" in kept
+
+
+def test_threads_taking_at_once_get_exactly_the_budget():
+    from concurrent.futures import ThreadPoolExecutor
+
+    window = RateLimiter(50, window=60)
+    with ThreadPoolExecutor(8) as pool:
+        waits = list(pool.map(lambda _: window.take("shared"), range(400)))
+    assert sum(1 for w in waits if w == 0) == 50
+    assert all(0 < w <= 60 for w in waits if w)
