@@ -188,7 +188,8 @@ fleet: setup ## Fleet report over apps: make fleet APPS="../app-a git-url ..." (
 	  --json $(FLEET_OUT)/fleet.json --html $(FLEET_OUT)/fleet.html
 
 # ---------------------------------------------------------------------- benchmarks
-# Not part of `make test`. About 17 minutes; QUICK=1: fewer runs, shorter loads (about 6).
+# Not part of `make test`. About 17 minutes on 2 idle cores (23 on slower ones); QUICK=1: fewer
+# runs, shorter loads (about 6).
 # TESTS=1 adds make test-fast and make test by module; PROFILE=1 profiles the guarded app
 # under load with py-spy; BENCH_ARGS passes anything else (python bench/run.py --help).
 .PHONY: bench
