@@ -9,8 +9,10 @@ In this process the counts are `LocalWindows`, not `limits`' own memory storage:
 a timer thread every 10 ms while calls keep coming and, in each, copies every key's list of
 entries, and it inserts each entry at the front of a list. Under a steady load of signed-in
 requests (every one counts against the quota) that cost a measured 4-7 % of the app's time
-holding the GIL. `LocalWindows` answers exactly as `limits`' memory storage does (a test plays
-the same calls into both), from a deque per key, and forgets idle keys as it goes, with no thread.
+holding the GIL. `LocalWindows` answers as `limits`' memory storage does (a test plays the same
+calls into both), from a deque per key, and forgets idle keys as it goes, with no thread. Its
+clock is monotonic: a wall clock stepped back or forward neither locks a caller out for the
+step nor hands them a fresh budget.
 
 When the shared storage cannot be reached (Redis down), the limiter fails open (lets the call
 through, logs a warning) or closed (raises RateLimitUnavailable: the web app answers 503, a
@@ -24,6 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import structlog
 from limits import RateLimitItemPerSecond
@@ -44,10 +47,18 @@ class LocalWindows(Storage, MovingWindowSupport):
     the entries still in the window, oldest first. Thread-safe (the quota takes on the event
     loop, per-action limits and connectors in worker threads). Entries older than the window
     are dropped when their key is next used; once a window, keys with no entry left are
-    forgotten, so memory follows the callers of the last window."""
+    forgotten, so memory follows the callers of the last window. Times are `clock()`'s
+    (monotonic), and so are the window starts it gives back."""
 
-    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options):
+    def __init__(
+        self,
+        uri: str | None = None,
+        wrap_exceptions: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        **options,
+    ):
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        self.clock = clock
         self._events: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
         self._next_sweep = 0.0
@@ -75,7 +86,7 @@ class LocalWindows(Storage, MovingWindowSupport):
         if amount > limit:
             return False
         with self._lock:
-            now = time.time()
+            now = self.clock()
             entries = self._live(key, now, expiry)
             if entries is None:
                 entries = self._events[key] = deque()
@@ -86,16 +97,14 @@ class LocalWindows(Storage, MovingWindowSupport):
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         with self._lock:
-            now = time.time()
-            entries = self._live(key, now, expiry) or ()
-            # As `limits` counts here: an entry exactly one window old is out (in `acquire_entry`
-            # it is still in).
-            start = 0
-            while start < len(entries) and entries[start] <= now - expiry:
-                start += 1
-            if start == len(entries):
+            now = self.clock()
+            entries = self._live(key, now, expiry)
+            # An entry exactly one window old still counts, as in `acquire_entry` (`limits`'
+            # memory storage leaves it out here, and then names a reset a whole window away
+            # for the call it has just refused because of that entry).
+            if not entries:
                 return now, 0
-            return entries[start], len(entries) - start
+            return entries[0], len(entries)
 
     def clear(self, key: str) -> None:
         with self._lock:
@@ -168,6 +177,7 @@ class RateLimiter:
             if self._limiter.hit(self.item, self.namespace, key):
                 return 0.0
             stats = self._limiter.get_window_stats(self.item, self.namespace, key)
+            now = self.storage.clock() if self.local else time.time()  # the storage's clock
         except Exception as exc:  # noqa: BLE001 - any storage failure (redis, network)
             if self.fail_open:
                 log.warning("rate limit storage unreachable: failing open", error=str(exc))
@@ -176,4 +186,4 @@ class RateLimiter:
             raise RateLimitUnavailable(
                 f"the rate limit counts cannot be read ({type(exc).__name__})"
             ) from exc
-        return max(0.001, stats.reset_time - time.time())
+        return max(0.001, stats.reset_time - now)
