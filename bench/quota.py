@@ -47,7 +47,8 @@ def main() -> None:
     figures: dict[str, list[float]] = {name: [] for name in kinds}
     names = list(kinds)
     for round_ in range(args.rounds):
-        for name in names[round_ % 3 :] + names[: round_ % 3]:  # each goes first in turn
+        first = round_ % len(names)  # each goes first in turn
+        for name in names[first:] + names[:first]:
             figures[name].append(run(kinds[name](), args.limit, args.rate, args.seconds))
             print(f"round {round_ + 1}: {name:<6} {figures[name][-1]:7.1f} us", flush=True)
     none, theirs, ours = (statistics.median(figures[k]) for k in kinds)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from guardrails import create_app, current_user, limit_per_user, require_user
 from guardrails.core.ratelimit import RateLimiter
 from guardrails.testing import login, serve
+from guardrails.testing.vault import FakeClock
 
 
 def test_moving_window_counts_per_key_and_forgets_old_events():
@@ -205,16 +206,6 @@ def test_the_quota_name_is_reserved():
         limit_per_user("requests", per_minute=5)
 
 
-class Clock:
-    """A clock for the windows under test: moved by hand."""
-
-    def __init__(self, now: float = 1_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_local_windows_answer_as_the_limits_memory_storage_does(monkeypatch):
     """The same calls, played into both at the same (hand-moved) clock, on windows of one and
     two seconds: moves of a quarter second land exactly on the window's edges too. `limits`'
@@ -227,7 +218,7 @@ def test_the_local_windows_answer_as_the_limits_memory_storage_does(monkeypatch)
 
     from guardrails.core.ratelimit import LocalWindows
 
-    clock = Clock()
+    clock = FakeClock()
     monkeypatch.setattr(time, "time", clock)  # limits' clock
     monkeypatch.setattr(MemoryStorage, "_MemoryStorage__schedule_expiry", lambda self: None)
     ours, theirs = LocalWindows(clock=clock), MemoryStorage()
@@ -257,7 +248,7 @@ def test_the_local_windows_answer_as_the_limits_memory_storage_does(monkeypatch)
 def test_a_call_refused_at_the_window_edge_may_try_again_at_once():
     """Refused because of an entry exactly one window old: its wait ends now (Retry-After 1),
     not a whole window later."""
-    clock = Clock()
+    clock = FakeClock()
     window = RateLimiter(3, window=60)
     window.storage.clock = clock
     for _ in range(3):
@@ -285,7 +276,7 @@ def test_the_local_windows_start_no_thread_and_forget_idle_callers():
 
     from guardrails.core.ratelimit import LocalWindows
 
-    clock = Clock()
+    clock = FakeClock()
     threads = threading.active_count()
     window = RateLimiter(2, window=60)
     assert isinstance(window.storage, LocalWindows)
