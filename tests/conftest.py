@@ -146,6 +146,28 @@ def pytest_configure(config):
         config._microapp_snapshot = folder
 
 
+# `make test` runs this suite in pytest-xdist workers, handing out one test at a time, except
+# these files, each of which runs whole in one worker (why, beside each).
+WHOLE_FILES = {
+    "tests/test_attacks.py": "its last test compares docs/security.md with what all its checks saw",
+    "tests/test_e2e.py": "its apps run `make dev` on their manifests' own ports (9500)",
+}
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # a pytest-xdist hook (absent without it)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduler(LoadScopeScheduling):
+        """xdist's `loadscope` with a scope per test, but one per file for WHOLE_FILES."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return file if file in WHOLE_FILES else nodeid
+
+    return Scheduler(config, log)
+
+
 def pytest_unconfigure(config):
     folder = getattr(config, "_microapp_snapshot", None)
     if folder is not None:

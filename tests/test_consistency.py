@@ -55,3 +55,11 @@ def test_the_expiry_question_allows_what_the_sdk_renews_to():
 
     validator = copier_config()["expiry_days"]["validator"]
     assert f"expiry_days > {MAX_EXPIRY_DAYS}" in validator
+
+
+def test_the_files_that_run_whole_under_xdist_exist():
+    """conftest.WHOLE_FILES names files by path: a renamed file would silently be split
+    between `make test`'s workers again."""
+    from .conftest import WHOLE_FILES
+
+    assert WHOLE_FILES and all((REPO / name).is_file() for name in WHOLE_FILES), WHOLE_FILES
