@@ -18,6 +18,9 @@ PYTEST_ARGS ?=
 # template's tests/conftest.py says which of its files must run whole in one worker.
 TEST_JOBS ?= 2
 XDIST = -n $(TEST_JOBS)
+# JUNIT=<folder>: each suite also writes its JUnit XML there (sdk.xml, template.xml; make bench).
+JUNIT ?=
+junit = $(if $(JUNIT),--junit-xml=$(abspath $(JUNIT))/$(1).xml)
 # uv installs everything; on a machine without it, `make setup` puts one into .uv/ with pip.
 UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
@@ -130,12 +133,12 @@ demo: prereqs wheelhouse ## Generate a demo approval app from this working tree 
 test: setup ## Run every test: the SDK's suite, then renders, validators, generated apps, updates, e2e
 	$(BIN)/ruff check .
 	@echo "==> [1/2] the guardrails SDK's own suite (guardrails/tests), once"
-	cd guardrails && ../$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+	cd guardrails && ../$(BIN)/python -m pytest $(XDIST) $(call junit,sdk) $(PYTEST_ARGS)
 	@echo "==> [2/2] the template's tests (tests/)"
-	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(call junit,template) $(PYTEST_ARGS)
 
 test-fast: setup ## Only the tests that build no app environment (no `make setup` in an app)
-	$(BIN)/python -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(XDIST) $(call junit,template) $(PYTEST_ARGS)
 
 security-page: setup ## Run the attack and fault suite and rewrite docs/security.md from its results
 	MICROAPP_UPDATE_SECURITY_PAGE=1 $(BIN)/python -m pytest tests/test_attacks.py -q $(PYTEST_ARGS)
