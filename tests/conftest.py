@@ -150,12 +150,15 @@ def pytest_configure(config):
 # these files, each of which runs whole in one worker (why, beside each).
 WHOLE_FILES = {
     "tests/test_attacks.py": "its last test compares docs/security.md with what all its checks saw",
-    "tests/test_e2e.py": "its apps run `make dev` on their manifests' own ports (9500)",
+    "tests/test_e2e.py": "the incident helper it starts runs its demo service on port 9500",
+    "tests/test_fleet.py": "its module fixture generates 20 apps: once, not once per worker",
 }
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # a pytest-xdist hook (absent without it)
 def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "load":  # `-n` alone; any --dist asked for is xdist's own
+        return None
     from xdist.scheduler import LoadScopeScheduling
 
     class Scheduler(LoadScopeScheduling):

@@ -12,8 +12,18 @@ from copier import run_copy
 
 from .conftest import DEFAULTS, KINDS, REPO, run
 
+# dist/ too: `make publish` (tests/test_publish.py, maybe in the other worker) rebuilds it
 IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", ".tools", ".uv", ".wheelhouse", "demo", "site", "__pycache__", "*_cache"
+    ".git",
+    ".venv",
+    ".tools",
+    ".uv",
+    ".wheelhouse",
+    "demo",
+    "site",
+    "dist",
+    "__pycache__",
+    "*_cache",
 )
 MINIMAL = {
     "questions.yml": """
