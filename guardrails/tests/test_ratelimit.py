@@ -1,12 +1,15 @@
 """Per-user rate limits: the window moves, users do not share a budget, refusals are audited."""
 
+import random
+import threading
 import time
 
 import pytest
 from fastapi import APIRouter, Depends
+from limits.storage import MemoryStorage
 
 from guardrails import create_app, current_user, limit_per_user, require_user
-from guardrails.core.ratelimit import RateLimiter
+from guardrails.core.ratelimit import LocalWindows, RateLimiter
 from guardrails.testing import login, serve
 from guardrails.testing.vault import FakeClock
 
@@ -212,12 +215,6 @@ def test_the_local_windows_answer_as_the_limits_memory_storage_does(monkeypatch)
     timer threads are kept out: an entry exactly one window old is still in for its
     `acquire_entry` but already gone once a timer has pruned it, so with them its answers at
     an edge depend on the threads' timing."""
-    import random
-
-    from limits.storage import MemoryStorage
-
-    from guardrails.core.ratelimit import LocalWindows
-
     clock = FakeClock()
     monkeypatch.setattr(time, "time", clock)  # limits' clock
     monkeypatch.setattr(MemoryStorage, "_MemoryStorage__schedule_expiry", lambda self: None)
@@ -272,10 +269,6 @@ def test_a_wall_clock_step_neither_locks_a_caller_out_nor_refills_the_budget(mon
 
 
 def test_the_local_windows_start_no_thread_and_forget_idle_callers():
-    import threading
-
-    from guardrails.core.ratelimit import LocalWindows
-
     clock = FakeClock()
     threads = threading.active_count()
     window = RateLimiter(2, window=60)
