@@ -338,3 +338,120 @@ def test_the_heap_built_at_start_up_is_frozen_while_the_app_runs(runtime):
         frozen = gc.get_freeze_count()
     assert frozen > 10_000, frozen
     assert gc.get_freeze_count() == 0
+
+
+# ---------------------------------------------------------------------- db_session
+def _hops(monkeypatch) -> list[str]:
+    """Every call to a worker thread from now on (anyio's, which Starlette and FastAPI use)."""
+    calls: list[str] = []
+    real = anyio.to_thread.run_sync
+
+    async def counted(func, *args, **kwargs):
+        calls.append(getattr(func, "__qualname__", repr(func)))
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    return calls
+
+
+def _db_app(runtime):
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from guardrails import db_session
+
+    app = create_app(runtime=runtime)
+    router = APIRouter()
+
+    @router.get("/one")
+    async def one(db: Session = Depends(db_session), user: User = Depends(require_user)):
+        return {"one": db.execute(text("SELECT 1")).scalar()}
+
+    @router.post("/half-done")
+    def half_done(db: Session = Depends(db_session), user: User = Depends(require_user)):
+        db.execute(text("CREATE TABLE IF NOT EXISTS t_half (x INTEGER)"))
+        db.commit()
+        db.execute(text("INSERT INTO t_half VALUES (1)"))  # never committed: the route fails
+        raise RuntimeError("the route failed after writing")
+
+    @router.get("/count")
+    def count(db: Session = Depends(db_session), user: User = Depends(require_user)):
+        return {"rows": db.execute(text("SELECT count(*) FROM t_half")).scalar()}
+
+    app.include_router(router)
+    return app
+
+
+def test_db_session_takes_no_worker_thread_on_sqlite_and_gives_every_connection_back(
+    runtime, demo, monkeypatch
+):
+    """`db_session` is made on the event loop (no connection until its first query) and, on a
+    SQLite file, closed there: an async route that reads pays no hop to a worker thread, where
+    FastAPI's sync generator would pay two. A failed route's write is rolled back at close, the
+    write gate is free again, and no connection stays checked out."""
+    from sqlalchemy import text
+
+    if runtime.engine.dialect.name != "sqlite":
+        pytest.skip("the SQLite path (MICROAPP_TEST_DATABASE_URL names a server)")
+    with serve(_db_app, runtime) as live, live.client() as client:
+        login(client, live, demo["admin"], next_path="/one")  # and the app is warm
+        hops = _hops(monkeypatch)
+        assert client.get(f"{live.url}/one").json() == {"one": 1}
+        assert hops == []
+        csrf = _session_csrf(runtime, client)
+        answer = client.post(f"{live.url}/half-done", headers={"x-csrf-token": csrf})
+        assert answer.status_code == 500
+        assert client.get(f"{live.url}/count").json() == {"rows": 0}  # rolled back
+        assert runtime.engine.pool.checkedout() == 0
+    with runtime.engine.begin() as conn:  # the write gate was given back: no 5 s wait, no error
+        conn.execute(text("INSERT INTO t_half VALUES (2)"))
+
+
+def _session_csrf(runtime, client) -> str:
+    """The CSRF token of the client's session, as the server keeps it."""
+    from guardrails.web.sessions import SessionCookies
+
+    name = next(n for n in client.cookies if "microapp-session" in n)
+    cookies = SessionCookies([runtime.session_key], False, 60)
+    sid, tampered = cookies.session_id(f"{name}={client.cookies[name]}".encode())
+    assert sid and not tampered
+    store = SessionStore(runtime.sessionmaker, max_age=60)
+    return store.load(sid)["csrf"]
+
+
+def test_db_session_on_postgresql_is_closed_in_a_thread_even_when_the_request_is_cancelled(
+    tmp_path, request, monkeypatch
+):
+    """PostgreSQL's close is a ROLLBACK round trip: in a worker thread, not on the event loop,
+    and shielded, so that a request cancelled meanwhile (the client went away) still gives
+    its connection back to the pool."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import text
+
+    from guardrails import db_session
+    from guardrails.core import db
+
+    engine = make_engine(db.with_driver(fresh_url("postgresql", tmp_path, request)))
+    maker = make_sessionmaker(engine)
+    state = SimpleNamespace(guardrails=SimpleNamespace(sessionmaker=maker))
+    fake = SimpleNamespace(app=SimpleNamespace(state=state))
+    hops = _hops(monkeypatch)
+
+    async def requests():
+        untouched = db_session(fake)
+        await untouched.__anext__()  # a route that never queried: nothing to give back
+        await untouched.aclose()
+        assert hops == []
+        with anyio.CancelScope() as scope:
+            used = db_session(fake)
+            session = await used.__anext__()
+            assert session.execute(text("SELECT 1")).scalar() == 1
+            assert engine.pool.checkedout() == 1
+            scope.cancel()  # the client went away before the dependency's exit
+            await used.aclose()
+        assert hops == ["Session.close"]
+
+    anyio.run(requests)
+    assert engine.pool.checkedout() == 0
+    engine.dispose()

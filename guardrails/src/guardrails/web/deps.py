@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
+import anyio
+import anyio.to_thread
 from fastapi import Request
 from sqlalchemy.orm import Session
 
 
-def db_session(request: Request) -> Iterator[Session]:
-    """FastAPI dependency: a Session bound to the app's engine, closed after the request."""
-    with request.app.state.guardrails.sessionmaker() as session:
+async def db_session(request: Request) -> AsyncIterator[Session]:
+    """FastAPI dependency: a Session bound to the app's engine, closed after the request.
+
+    An async dependency, so FastAPI makes the Session on the event loop: making one opens no
+    connection (that happens at its first query, in the route's own thread), and a sync
+    generator would cost a hop to a worker thread and back for nothing. It is closed on the
+    event loop when closing does no network round trip (it never connected, or its database
+    is SQLite, whose rollback of a read is a no-op in the driver); otherwise, e.g. PostgreSQL's
+    ROLLBACK, in a worker thread, shielded so that a client that goes away cannot leave the
+    connection unreturned."""
+    session = request.app.state.guardrails.sessionmaker()
+    try:
         yield session
+    finally:
+        if not session.in_transaction() or session.get_bind().dialect.name == "sqlite":
+            session.close()
+        else:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(session.close)
