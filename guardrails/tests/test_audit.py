@@ -10,6 +10,7 @@ import signal
 import uuid
 
 import pytest
+import structlog.testing
 from sqlalchemy import create_engine, delete, text, update
 
 from guardrails import audit_trail
@@ -68,22 +69,25 @@ def test_events_are_chained_in_the_database_and_exported(url, tmp_path):
 
 
 def test_an_event_commits_with_the_change_or_not_at_all(url):
+    """... and its log line is written once it is durable: never for a rolled-back event."""
     log = make_log(url)
     engine = engine_of(log)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE thing (id INTEGER PRIMARY KEY, state TEXT)"))
         conn.execute(text("INSERT INTO thing VALUES (1, 'new')"))
 
-    with pytest.raises(RuntimeError), log.sessions() as session, session.begin():
-        session.execute(text("UPDATE thing SET state = 'done' WHERE id = 1"))
-        log.record("thing.finish", resource=("thing", 1))
-        raise RuntimeError("the commit never happens")
-    with log.sessions() as session, session.begin():  # a refusal inside a transaction
-        log.record("thing.finish", resource=("thing", 1), result="denied")
-        session.rollback()  # ... that rolls back: the refusal is written after it, on its own
-    with log.sessions() as session, session.begin():
-        session.execute(text("UPDATE thing SET state = 'done' WHERE id = 1"))
-        log.record("thing.finish", resource=("thing", 1))
+    with structlog.testing.capture_logs() as logged:
+        with pytest.raises(RuntimeError), log.sessions() as session, session.begin():
+            session.execute(text("UPDATE thing SET state = 'done' WHERE id = 1"))
+            log.record("thing.finish", resource=("thing", 1))
+            assert [e for e in logged if e["event"] == "audit"] == []  # not committed yet
+            raise RuntimeError("the commit never happens")
+        with log.sessions() as session, session.begin():  # a refusal inside a transaction
+            log.record("thing.finish", resource=("thing", 1), result="denied")
+            session.rollback()  # ... that rolls back: the refusal is written after it, on its own
+        with log.sessions() as session, session.begin():
+            session.execute(text("UPDATE thing SET state = 'done' WHERE id = 1"))
+            log.record("thing.finish", resource=("thing", 1))
     with log.sessions() as session:
         events = chain.events_after(session, 0, 10)
         state = session.execute(text("SELECT state FROM thing")).scalar()
@@ -91,6 +95,8 @@ def test_an_event_commits_with_the_change_or_not_at_all(url):
         ("thing.finish", "denied"),
         ("thing.finish", "success"),
     ]
+    said = [(e["event_id"], e["result"]) for e in logged if e["event"] == "audit"]
+    assert said == [(e["event_id"], e["result"]) for e in events]
     assert state == "done" and chain.verify_db(engine, APP).ok
 
 

@@ -76,6 +76,12 @@ CHAIN_BATCH = 1000  # events chained per transaction of a round
 CHAIN_EVERY = 10.0  # seconds: housekeeping chains what a killed process left queued
 
 
+def _said(event: dict[str, Any]) -> None:
+    """The log line of an event, once its commit made it durable (never for an event whose
+    transaction rolled back; and outside the append, which holds the chain's lock)."""
+    log.info("audit", action=event["action"], result=event["result"], event_id=event["event_id"])
+
+
 class AuditError(RuntimeError):
     """An audit event could not be written; the action it describes must not happen."""
 
@@ -219,6 +225,7 @@ class AuditLog:
         if queued:  # chained once the transaction has given its connection back (_ended)
             session.info[_TO_CHAIN] = True
         for event in (queued or []) + (written or []):
+            _said(event)
             for observe in self.observers:
                 observe(event)
         if written and self.outbox is not None:
@@ -353,10 +360,10 @@ class AuditLog:
             session = context.active_transaction(self)
             if session is not None and result not in ("success", "intent"):
                 session.info.setdefault(_LATER, []).append(event)
-                log.info("audit", action=action, result=result, event_id=event["event_id"])
                 return event
         written = self._write_alone(event) if session is None else self._append(session, event)
-        log.info("audit", action=action, result=result, event_id=event["event_id"])
+        if session is not None and session.info.get(_HOOKED) is not self:
+            _said(event)  # no hook of this log follows that session's commit: said now
         return written
 
     @contextlib.contextmanager
