@@ -450,3 +450,34 @@ def test_a_replica_waits_without_spinning_while_another_holds_the_cursor(tmp_pat
     assert calls <= 1 + 1.0 / ob.ELSEWHERE_WAIT + 1, calls  # ~3 looks in a second, not ~100
     assert log.outbox.state["siem"].failures == 0 and delivered == []
     assert log.outbox.flush(timeout=5) and [e["action"] for e in delivered] == ["thing.create"]
+
+
+def test_a_log_that_cannot_be_written_never_fails_a_committed_event(url, monkeypatch):
+    """The `audit` log line comes after the commit: a broken or closed log stream there must
+    not turn a durable event into an error (a 500 for a committed change, or AuditError, the
+    "not done" answer, for a group commit's callers, whose retry would then find the event)."""
+    from guardrails.auditing import log as audit_log
+
+    log = make_log(url)
+    seen = []
+    log.observers.append(lambda event: seen.append(event["event_id"]))
+
+    def broken(*_args, **_kwargs):
+        raise BrokenPipeError("the log stream is gone")
+
+    monkeypatch.setattr(audit_log.log, "info", broken)
+    monkeypatch.setattr(audit_log.log, "error", broken)
+    engine = engine_of(log)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE thing (id INTEGER PRIMARY KEY)"))
+    with log.sessions() as session, session.begin():
+        session.execute(text("INSERT INTO thing VALUES (1)"))
+        inside = log.record("thing.create", resource=("thing", 1))
+    alone = log.record("thing.look", resource=("thing", 1))  # a group commit of its own
+    if chain.chains_after_commit(session):
+        log.chain_waiting()
+    with log.sessions() as session:
+        stored = [e["event_id"] for e in chain.events_after(session, 0, 10)]
+        assert session.execute(text("SELECT count(*) FROM thing")).scalar() == 1
+    assert sorted(stored) == sorted([inside["event_id"], alone["event_id"]])
+    assert sorted(seen) == sorted(stored)  # the observers still ran, once each

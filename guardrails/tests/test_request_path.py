@@ -14,7 +14,7 @@ import anyio
 import pytest
 from fastapi import APIRouter, Depends, Request
 
-from guardrails import User, create_app, current_user, require_role, require_user
+from guardrails import User, audit, create_app, current_user, require_role, require_user
 from guardrails.core.db import make_engine, make_sessionmaker
 from guardrails.testing import login, serve
 from guardrails.web.app import (
@@ -378,6 +378,12 @@ def _db_app(runtime):
     def count(db: Session = Depends(db_session), user: User = Depends(require_user)):
         return {"rows": db.execute(text("SELECT count(*) FROM t_half")).scalar()}
 
+    @router.post("/refuse")
+    def refuse(db: Session = Depends(db_session), user: User = Depends(require_user)):
+        db.begin()  # left open: the refusal recorded in it is written when it ends, at close
+        audit.record("thing.refuse", result="denied", resource=("thing", 1))
+        return {"refused": True}
+
     app.include_router(router)
     return app
 
@@ -402,9 +408,34 @@ def test_db_session_takes_no_worker_thread_on_sqlite_and_gives_every_connection_
         answer = client.post(f"{live.url}/half-done", headers={"x-csrf-token": csrf})
         assert answer.status_code == 500
         assert client.get(f"{live.url}/count").json() == {"rows": 0}  # rolled back
-        assert runtime.engine.pool.checkedout() == 0
-    with runtime.engine.begin() as conn:  # the write gate was given back: no 5 s wait, no error
-        conn.execute(text("INSERT INTO t_half VALUES (2)"))
+        _eventually(lambda: runtime.engine.pool.checkedout() == 0)  # closed after the answer
+        with runtime.engine.begin() as conn:  # the write gate was given back: no wait, no error
+            conn.execute(text("INSERT INTO t_half VALUES (2)"))
+        # A transaction whose end writes (a refusal recorded in it) is not ended on the loop:
+        # that write waits for the write gate and an fsync.
+        del hops[:]
+        answer = client.post(f"{live.url}/refuse", headers={"x-csrf-token": csrf})
+        assert answer.json() == {"refused": True}
+        _eventually(lambda: "Session.close" in hops)
+        _eventually(lambda: _actions(runtime)[-1:] == [("thing.refuse", "denied")])
+        _eventually(lambda: runtime.engine.pool.checkedout() == 0)
+
+
+def _eventually(check, seconds: float = 5.0) -> None:
+    """`check()` becomes true within `seconds` (a dependency's exit runs after the answer)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.02)
+
+
+def _actions(runtime) -> list[tuple[str, str]]:
+    from guardrails.auditing import chain
+
+    with runtime.sessionmaker() as db:
+        return [(e["action"], e["result"]) for e in chain.events_after(db, 0, 1000)]
 
 
 def _session_csrf(runtime, client) -> str:
@@ -453,5 +484,56 @@ def test_db_session_on_postgresql_is_closed_in_a_thread_even_when_the_request_is
         assert hops == ["Session.close"]
 
     anyio.run(requests)
+    assert engine.pool.checkedout() == 0
+    engine.dispose()
+
+
+def test_db_session_closes_without_waiting_for_a_worker_thread_the_routes_hold(tmp_path, request):
+    """Every worker thread may be held by a route waiting for a database connection while the
+    request that holds the connection waits to close it: the close must not queue for those
+    threads (a limiter of its own, as FastAPI gives a sync dependency's exit). Scaled down: one
+    worker thread, one connection; the second request gets it once the first one closes."""
+    import time
+    from types import SimpleNamespace
+
+    import httpx
+    from fastapi import FastAPI
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from guardrails import db_session
+    from guardrails.core import db
+
+    url = db.with_driver(fresh_url("postgresql", tmp_path, request))
+    engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=5)
+    app = FastAPI()
+    app.state.guardrails = SimpleNamespace(sessionmaker=sessionmaker(bind=engine))
+
+    @app.get("/q")
+    def query(db: Session = Depends(db_session)):
+        value = db.execute(text("SELECT 1")).scalar()
+        time.sleep(0.3)  # the route's own work, holding its thread and the connection
+        return {"value": value}
+
+    async def two_requests():
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 1  # this loop's only
+        answers = {}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+
+            async def one(name: str, delay: float) -> None:
+                await anyio.sleep(delay)
+                started = time.monotonic()
+                answer = await client.get("/q")
+                answers[name] = (answer.status_code, time.monotonic() - started)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(one, "first", 0)
+                group.start_soon(one, "second", 0.1)
+        return answers
+
+    answers = anyio.run(two_requests)
+    assert answers["first"][0] == answers["second"][0] == 200, answers
+    assert answers["second"][1] < 3, answers  # not after the pool's 5 s timeout
     assert engine.pool.checkedout() == 0
     engine.dispose()

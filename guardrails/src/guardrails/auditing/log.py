@@ -82,6 +82,19 @@ def _said(event: dict[str, Any]) -> None:
     log.info("audit", action=event["action"], result=event["result"], event_id=event["event_id"])
 
 
+def _after_commit(call: Callable[..., Any], *args: Any) -> None:
+    """Run `call` for an event whose commit is done: it must not fail the committed action (an
+    exception there would reach the route, or the group commit's callers, as if the event had
+    not been written). A log stream that is closed or broken is the usual cause."""
+    try:
+        call(*args)
+    except Exception as exc:  # noqa: BLE001 - the event is durable: nothing is undone
+        with contextlib.suppress(Exception):
+            log.error(
+                "after an audit event's commit", step=getattr(call, "__name__", ""), error=str(exc)
+            )
+
+
 class AuditError(RuntimeError):
     """An audit event could not be written; the action it describes must not happen."""
 
@@ -225,9 +238,9 @@ class AuditLog:
         if queued:  # chained once the transaction has given its connection back (_ended)
             session.info[_TO_CHAIN] = True
         for event in (queued or []) + (written or []):
-            _said(event)
+            _after_commit(_said, event)
             for observe in self.observers:
-                observe(event)
+                _after_commit(observe, event)
         if written and self.outbox is not None:
             self.outbox.committed(written)
 
@@ -253,6 +266,12 @@ class AuditLog:
                 self._write_alone(event)
             except AuditError as exc:
                 log.error("a refusal could not be audited", action=event["action"], error=str(exc))
+
+    @staticmethod
+    def writes_at_end(session: Session) -> bool:
+        """Whether `session`'s transaction, when it ends, will write events of its own (the
+        refusals recorded in it): then ending it is a write and a commit, not a plain rollback."""
+        return bool(session.info.get(_LATER))
 
     # --- writing
     def _chain(self, session: Session, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -363,7 +382,7 @@ class AuditLog:
                 return event
         written = self._write_alone(event) if session is None else self._append(session, event)
         if session is not None and session.info.get(_HOOKED) is not self:
-            _said(event)  # no hook of this log follows that session's commit: said now
+            _after_commit(_said, event)  # no hook of this log follows that session: said now
         return written
 
     @contextlib.contextmanager
