@@ -8,13 +8,27 @@ authenticate once.
 """
 
 import hashlib
+import time
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
 import anyio
+import httpx
 import pytest
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
-from guardrails import User, audit, create_app, current_user, require_role, require_user
+from guardrails import (
+    User,
+    audit,
+    create_app,
+    current_user,
+    db_session,
+    require_role,
+    require_user,
+)
+from guardrails.core import db
 from guardrails.core.db import make_engine, make_sessionmaker
 from guardrails.testing import login, serve
 from guardrails.web.app import (
@@ -355,12 +369,7 @@ def _hops(monkeypatch) -> list[str]:
 
 
 def _db_app(runtime):
-    from sqlalchemy import text
-    from sqlalchemy.orm import Session
-
-    from guardrails import db_session
-
-    app = create_app(runtime=runtime)
+    app = _form_app(runtime)  # its /token route answers the session's CSRF token
     router = APIRouter()
 
     @router.get("/one")
@@ -395,8 +404,6 @@ def test_db_session_takes_no_worker_thread_on_sqlite_and_gives_every_connection_
     SQLite file, closed there: an async route that reads pays no hop to a worker thread, where
     FastAPI's sync generator would pay two. A failed route's write is rolled back at close, the
     write gate is free again, and no connection stays checked out."""
-    from sqlalchemy import text
-
     if runtime.engine.dialect.name != "sqlite":
         pytest.skip("the SQLite path (MICROAPP_TEST_DATABASE_URL names a server)")
     with serve(_db_app, runtime) as live, live.client() as client:
@@ -404,7 +411,7 @@ def test_db_session_takes_no_worker_thread_on_sqlite_and_gives_every_connection_
         hops = _hops(monkeypatch)
         assert client.get(f"{live.url}/one").json() == {"one": 1}
         assert hops == []
-        csrf = _session_csrf(runtime, client)
+        csrf = client.get(f"{live.url}/token").json()["csrf"]
         answer = client.post(f"{live.url}/half-done", headers={"x-csrf-token": csrf})
         assert answer.status_code == 500
         assert client.get(f"{live.url}/count").json() == {"rows": 0}  # rolled back
@@ -417,37 +424,19 @@ def test_db_session_takes_no_worker_thread_on_sqlite_and_gives_every_connection_
         answer = client.post(f"{live.url}/refuse", headers={"x-csrf-token": csrf})
         assert answer.json() == {"refused": True}
         _eventually(lambda: "Session.close" in hops)
-        _eventually(lambda: _actions(runtime)[-1:] == [("thing.refuse", "denied")])
+        refusal = [("thing.refuse", "denied")]
+        _eventually(
+            lambda: [(e["action"], e["result"]) for e in live.audit_events()[-1:]] == refusal
+        )
         _eventually(lambda: runtime.engine.pool.checkedout() == 0)
 
 
 def _eventually(check, seconds: float = 5.0) -> None:
     """`check()` becomes true within `seconds` (a dependency's exit runs after the answer)."""
-    import time
-
     deadline = time.monotonic() + seconds
     while not check():
         assert time.monotonic() < deadline, "not within the time"
         time.sleep(0.02)
-
-
-def _actions(runtime) -> list[tuple[str, str]]:
-    from guardrails.auditing import chain
-
-    with runtime.sessionmaker() as db:
-        return [(e["action"], e["result"]) for e in chain.events_after(db, 0, 1000)]
-
-
-def _session_csrf(runtime, client) -> str:
-    """The CSRF token of the client's session, as the server keeps it."""
-    from guardrails.web.sessions import SessionCookies
-
-    name = next(n for n in client.cookies if "microapp-session" in n)
-    cookies = SessionCookies([runtime.session_key], False, 60)
-    sid, tampered = cookies.session_id(f"{name}={client.cookies[name]}".encode())
-    assert sid and not tampered
-    store = SessionStore(runtime.sessionmaker, max_age=60)
-    return store.load(sid)["csrf"]
 
 
 def test_db_session_on_postgresql_is_closed_in_a_thread_even_when_the_request_is_cancelled(
@@ -456,13 +445,6 @@ def test_db_session_on_postgresql_is_closed_in_a_thread_even_when_the_request_is
     """PostgreSQL's close is a ROLLBACK round trip: in a worker thread, not on the event loop,
     and shielded, so that a request cancelled meanwhile (the client went away) still gives
     its connection back to the pool."""
-    from types import SimpleNamespace
-
-    from sqlalchemy import text
-
-    from guardrails import db_session
-    from guardrails.core import db
-
     engine = make_engine(db.with_driver(fresh_url("postgresql", tmp_path, request)))
     maker = make_sessionmaker(engine)
     state = SimpleNamespace(guardrails=SimpleNamespace(sessionmaker=maker))
@@ -493,17 +475,6 @@ def test_db_session_closes_without_waiting_for_a_worker_thread_the_routes_hold(t
     request that holds the connection waits to close it: the close must not queue for those
     threads (a limiter of its own, as FastAPI gives a sync dependency's exit). Scaled down: one
     worker thread, one connection; the second request gets it once the first one closes."""
-    import time
-    from types import SimpleNamespace
-
-    import httpx
-    from fastapi import FastAPI
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.orm import Session, sessionmaker
-
-    from guardrails import db_session
-    from guardrails.core import db
-
     url = db.with_driver(fresh_url("postgresql", tmp_path, request))
     engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=5)
     app = FastAPI()
