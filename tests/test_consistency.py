@@ -2,7 +2,11 @@
 
 import json
 import re
+import subprocess
+import time
 import tomllib
+
+import pytest
 
 from .conftest import GUARDRAILS, KINDS, REPO, TEMPLATES, copier_config
 
@@ -63,3 +67,30 @@ def test_the_files_that_run_whole_under_xdist_exist():
     from .conftest import WHOLE_FILES
 
     assert WHOLE_FILES and all((REPO / name).is_file() for name in WHOLE_FILES), WHOLE_FILES
+
+
+@pytest.mark.parametrize("makefile", ["Makefile", "templates/Makefile"])
+def test_a_long_steps_heartbeat_ends_with_the_step(makefile, tmp_path):
+    """`$(STILL)` prints a line every 10 s while a step runs, in this repository's Makefile and
+    in every app's. When the step ends, its heartbeat ends too: a `sleep` left behind kept the
+    caller's pipe open up to 10 s longer (`make setup | tee log` and every test that reads a
+    make's output waited for it)."""
+    probe = subprocess.Popen(
+        [
+            "make",
+            "-s",
+            "-f",
+            str(REPO / makefile),
+            "--eval",
+            "probe: ; @$(STILL) probing sleep 1",
+            "probe",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert probe.wait(timeout=60) == 0
+    ended = time.monotonic()
+    probe.stdout.read()  # returns at end of file: when no process holds the pipe any more
+    probe.stdout.close()
+    assert time.monotonic() - ended < 5, "a process of the heartbeat outlived the step"
