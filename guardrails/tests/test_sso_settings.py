@@ -338,3 +338,14 @@ def test_private_key_jwt_key_forms():
         private_key(rsa.as_pem(private=False).decode())
     with pytest.raises(ValueError, match="not an RSA, EC or OKP private key"):
         private_key("a shared secret")
+
+
+def test_a_client_key_is_imported_once_per_text():
+    """Each sign-in's callback asks for the client's private key (private_key_jwt): the same
+    secret text gives the key imported the first time (no 50 ms RSA check on the event loop
+    per sign-in); a rotated secret gives the new key."""
+    first, rotated = (RSAKey.generate_key(2048) for _ in range(2))
+    text = first.as_pem(private=True).decode()
+    assert private_key(text) is private_key(text)
+    assert private_key(rotated.as_pem(private=True).decode()).thumbprint() == rotated.thumbprint()
+    assert private_key(text).thumbprint() == first.thumbprint()

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import flask
 import jinja2
+import oidc_provider_mock._app as idp_internals
 import werkzeug.serving
+from joserfc.jwk import RSAKey
 from oidc_provider_mock import User as IdpUser
 from oidc_provider_mock import app as idp_app
 
@@ -57,6 +59,45 @@ def demo_users(manifest: Manifest) -> list[DemoUser]:
         for role, groups in manifest.roles.items()
     ]
 
+
+# The provider's signing keys as joserfc keys, by modulus: importing a private RSA key from its
+# JWK runs cryptography's check of the key, about 50 ms, where signing with it takes 1 ms.
+_SIGNING_KEYS: dict[str, RSAKey] = {}
+
+
+def signing_key(jwk: dict) -> RSAKey:
+    """The private RSA key of JWK `jwk`, imported once per process."""
+    key = _SIGNING_KEYS.get(jwk["n"])
+    if key is None:
+        if len(_SIGNING_KEYS) >= 64:  # a key per provider started: a long test run starts many
+            _SIGNING_KEYS.clear()
+        key = _SIGNING_KEYS[jwk["n"]] = RSAKey.import_key(jwk)
+    return key
+
+
+def _sign_with_keys_imported_once() -> None:
+    """oidc-provider-mock 0.3.4 (the newest the package index has) gives authlib its signing
+    key as a JWK dict, which authlib imports again for each ID token it signs: 50 ms of each
+    sign-in, a fifth of an app's test suite. Its ID tokens are signed with the key imported
+    once instead (authlib takes a joserfc key as it is). A version whose code differs is left
+    alone: sign-ins are then only slower."""
+    code = getattr(idp_internals, "OpenIDCode", None)
+    plain = getattr(code, "get_jwt_config", None)
+    if plain is None or getattr(plain, "imports_once", False):
+        return
+
+    def get_jwt_config(self, grant, client=None):
+        config = plain(self, grant, client)
+        key = config.get("key")
+        if isinstance(key, dict) and key.get("kty") == "RSA" and "d" in key and "n" in key:
+            config["key"] = signing_key(key)
+        return config
+
+    get_jwt_config.imports_once = True
+    code.get_jwt_config = get_jwt_config
+
+
+_sign_with_keys_imported_once()
 
 PAGES = Path(__file__).with_name("idp_pages")
 STATIC = Path(__file__).parent.parent / "static"
@@ -122,12 +163,11 @@ def local_access_token(
     import time
 
     from joserfc import jwt
-    from joserfc.jwk import RSAKey
 
     storage = _RUNNING.get(issuer)
     if storage is None:
         raise LookupError(f"no local provider of this process runs at {issuer}")
-    key = RSAKey.import_key(storage.jwk.as_dict(is_private=True))
+    key = signing_key(storage.jwk.as_dict(is_private=True))
     user = storage.get_user(email)
     now = int(time.time())
     claims = {

@@ -14,6 +14,7 @@ document) gives a 503 page saying what to check, and an audit event.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import ssl
@@ -177,8 +178,12 @@ def _claims_to_user(claims: dict[str, Any], manifest, via: str, issuer: str) -> 
     return _user(claims, groups, manifest, via, issuer)
 
 
+@functools.lru_cache(maxsize=4)  # by text: a rotated key is a new text, imported once
 def private_key(text: str) -> RSAKey | ECKey | OKPKey:
-    """A private key from PEM or JWK (JSON) text; ValueError saying why not."""
+    """A private key from PEM or JWK (JSON) text; ValueError saying why not.
+
+    Imported once per text: cryptography checks a private RSA key as it loads it (about
+    50 ms of CPU), which each sign-in's callback did on the event loop."""
     data: Any = text.strip()
     if data.startswith("{"):
         try:
