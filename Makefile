@@ -50,8 +50,9 @@ prereqs: ## Check what make demo and make test need (Python 3.11+, git; npm, chr
 	@PYTHON=$(PYTHON) .ci/prereqs --tests
 
 # `$(STILL) "what" command...`: the command, with a line every 10 s while it works. The heartbeat
-# ends with the command, its sleep too: one left behind held the caller's pipe up to 10 s longer.
-STILL = bash -c 'what=$$0; (trap "kill \$$! 2>/dev/null; exit 0" TERM; s=0; while sleep 10 & wait $$!; do kill -0 $$$$ 2>/dev/null || exit 0; s=$$((s+10)); echo "    ... still $$what ($$s s)"; done) & beat=$$!; "$$@"; rc=$$?; kill $$beat 2>/dev/null; wait $$beat; exit $$rc'
+# ends with the command, its sleep too (also when the command is interrupted): one left behind
+# held the caller's pipe up to 10 s longer.
+STILL = bash -c 'what=$$0; (trap "kill \$$! 2>/dev/null; exit 0" TERM; s=0; while sleep 10 & wait $$!; do kill -0 $$$$ 2>/dev/null || exit 0; s=$$((s+10)); echo "    ... still $$what ($$s s)"; done) & beat=$$!; trap "kill $$beat 2>/dev/null" EXIT; "$$@"; rc=$$?; kill $$beat 2>/dev/null; wait $$beat; exit $$rc'
 
 $(VENV)/.installed: pyproject.toml guardrails/pyproject.toml | $(UV)
 	@echo "==> installing the template's tooling and the guardrails SDK (editable) into $(VENV)"

@@ -1,8 +1,11 @@
 """Cheap checks that two copies of one fact have not drifted apart."""
 
 import json
+import os
 import re
+import signal
 import subprocess
+import sys
 import time
 import tomllib
 
@@ -69,27 +72,33 @@ def test_the_files_that_run_whole_under_xdist_exist():
     assert WHOLE_FILES and all((REPO / name).is_file() for name in WHOLE_FILES), WHOLE_FILES
 
 
+# Runs a command with SIGINT's default action (a test runner's worker may ignore it, and a
+# command started with it ignored could not be interrupted).
+WITH_SIGINT = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); " \
+    "os.execvp(sys.argv[1], sys.argv[1:])"  # fmt: skip
+
+
+@pytest.mark.parametrize("interrupted", [False, True], ids=["done", "interrupted"])
 @pytest.mark.parametrize("makefile", ["Makefile", "templates/Makefile"])
-def test_a_long_steps_heartbeat_ends_with_the_step(makefile, tmp_path):
+def test_a_long_steps_heartbeat_ends_with_the_step(makefile, interrupted, tmp_path):
     """`$(STILL)` prints a line every 10 s while a step runs, in this repository's Makefile and
-    in every app's. When the step ends, its heartbeat ends too: a `sleep` left behind kept the
-    caller's pipe open up to 10 s longer (`make setup | tee log` and every test that reads a
-    make's output waited for it)."""
+    in every app's. When the step ends, or is interrupted (Ctrl-C: SIGINT to the group), its
+    heartbeat ends too: a `sleep` left behind kept the caller's pipe open up to 10 s longer
+    (`make setup | tee log` and every test that reads a make's output waited for it)."""
+    step = "sleep 30" if interrupted else "sleep 1"
     probe = subprocess.Popen(
-        [
-            "make",
-            "-s",
-            "-f",
-            str(REPO / makefile),
-            "--eval",
-            "probe: ; @$(STILL) probing sleep 1",
-            "probe",
-        ],
+        [sys.executable, "-c", WITH_SIGINT, "make", "-s", "-f", str(REPO / makefile),
+         "--eval", f"probe: ; @$(STILL) probing {step}", "probe"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-    )
-    assert probe.wait(timeout=60) == 0
+        start_new_session=True,  # a group of its own, as a terminal's foreground job
+    )  # fmt: skip
+    if interrupted:
+        time.sleep(1.5)  # the step and its heartbeat are running
+        os.killpg(probe.pid, signal.SIGINT)
+    code = probe.wait(timeout=60)
+    assert (code != 0) if interrupted else (code == 0)
     ended = time.monotonic()
     probe.stdout.read()  # returns at end of file: when no process holds the pipe any more
     probe.stdout.close()

@@ -178,7 +178,7 @@ def _claims_to_user(claims: dict[str, Any], manifest, via: str, issuer: str) -> 
     return _user(claims, groups, manifest, via, issuer)
 
 
-@functools.lru_cache(maxsize=4)  # by text: a rotated key is a new text, imported once
+@functools.lru_cache(maxsize=1)  # by text: a rotated key is a new text (the old one let go)
 def private_key(text: str) -> RSAKey | ECKey | OKPKey:
     """A private key from PEM or JWK (JSON) text; ValueError saying why not.
 
