@@ -190,6 +190,23 @@ def test_a_database_that_refuses_the_event_raises_audit_error(tmp_path):
         log.record("approval.approve")
 
 
+def test_an_event_the_database_refuses_is_not_quoted_in_the_error(url):
+    """The AuditError (logged, shown to operators) names the failed statement and the
+    database's reason, never the event's values: its body holds people's data."""
+    log = make_log(url)
+    refuse = {
+        "sqlite": "CREATE TRIGGER full BEFORE INSERT ON guardrails_audit_event "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+        "postgresql": "ALTER TABLE guardrails_audit_event ADD CONSTRAINT disk_full CHECK (false)",
+    }
+    with engine_of(log).begin() as conn:
+        conn.exec_driver_sql(refuse[conn.dialect.name])
+    with pytest.raises(AuditError, match="INSERT INTO guardrails_audit_event") as refused:
+        log.record("approval.approve", metadata={"reason": "alice.private@example.com"})
+    said = str(refused.value)  # (SQLAlchemy cuts long parameters short: the action is early)
+    assert "approval.approve" not in said and "alice" not in said and "full" in said
+
+
 def _append_many(url, n):
     log = make_log(url)
     for i in range(n):

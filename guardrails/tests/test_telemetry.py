@@ -272,3 +272,56 @@ def test_the_head_sampler_comes_from_the_standard_variables(manifest):
     assert described({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}).startswith(
         "ParentBased{root:AlwaysOnSampler"
     )
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_a_failure_is_logged_with_its_traceback_and_without_the_values_it_held(
+    tmp_path, idp, manifest, capfd, log_format
+):
+    """A bug's 500 is logged with its traceback (JSON, production's format, had logged
+    `"exc_info": true` and no traceback), and the log quotes none of the values the failing
+    code held: no frame's local variables (structlog's console output used rich's traceback,
+    locals included, wherever rich is installed, as it is here) and no SQL parameters (the
+    app's engine hides them; the failed statement itself is still named)."""
+    import json
+
+    from fastapi import Depends
+    from sqlalchemy import text
+
+    from guardrails.web.deps import db_session
+
+    secret, person = "tok-" + "4f9a61c2e0", "alice.private@example.com"
+
+    def broken_app(rt):
+        app = tiny_app(rt)
+
+        @app.get("/broken")
+        def broken(db=Depends(db_session)):
+            token = secret  # a local, as a token or a secret is in real code
+            db.execute(text("CREATE TEMP TABLE owners (who TEXT UNIQUE)"))
+            for _ in range(2):  # the second is a bug: IntegrityError, a 500
+                db.execute(text("INSERT INTO owners (who) VALUES (:who)"), {"who": person})
+            return {"token": token}
+
+        return app
+
+    settings = test_settings(tmp_path, idp, log_format=log_format)
+    with serve(broken_app, build_runtime(settings, manifest)) as live:
+        capfd.readouterr()
+        answer = httpx.get(f"{live.url}/broken", headers={"accept": "application/json"})
+    assert answer.status_code == 500
+    err = capfd.readouterr().err
+    assert secret not in err and person not in err
+    if log_format == "json":
+        (failure,) = [
+            record
+            for record in map(json.loads, filter(str.strip, err.splitlines()))
+            if record["event"] == "request failed"
+        ]
+        logged = failure["exception"]
+        assert failure["request_id"] == answer.json()["request_id"] and "exc_info" not in failure
+    else:
+        logged = err
+    assert "Traceback (most recent call last)" in logged and ", in broken" in logged
+    assert "UNIQUE constraint failed: owners.who" in logged
+    assert "INSERT INTO owners (who) VALUES (?)" in logged

@@ -283,7 +283,8 @@ def _column(value: Any, size: int) -> str | None:
 
 def _run(conn: Connection, sql: dict[str, str], name: str, params: Any) -> Any:
     """One statement of the append on the driver's cursor; the driver's errors come out as
-    SQLAlchemy's (OperationalError, IntegrityError...), like every other statement's."""
+    SQLAlchemy's (OperationalError, IntegrityError...), like every other statement's, and
+    like theirs without the values when the engine hides them (the app's engine does)."""
     dbapi = conn.dialect.loaded_dbapi
     cursor = conn.connection.dbapi_connection.cursor()
     statement = sql[name]
@@ -296,7 +297,9 @@ def _run(conn: Connection, sql: dict[str, str], name: str, params: Any) -> Any:
             return cursor.fetchall()
         return cursor.fetchone() if name == "take" else None
     except dbapi.Error as exc:
-        raise DBAPIError.instance(statement, params, exc, dbapi.Error) from exc
+        raise DBAPIError.instance(
+            statement, params, exc, dbapi.Error, hide_parameters=conn.engine.hide_parameters
+        ) from exc
     finally:
         cursor.close()
 

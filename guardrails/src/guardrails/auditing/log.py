@@ -100,7 +100,13 @@ class AuditError(RuntimeError):
 
 
 def _unwritten(exc: Exception) -> AuditError:
-    return AuditError(f"cannot write the audit event to the database: {exc}")
+    """The database's reason and the failed statement, never the event's values: the lines
+    after the reason may quote them (PostgreSQL's DETAIL gives the refused row), and the
+    parameters are the event itself (the app's engine hides them)."""
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] or type(exc).__name__
+    statement = getattr(exc, "statement", None)
+    said = f"cannot write the audit event to the database: {reason}"
+    return AuditError(f"{said} [SQL: {statement}]" if statement else said)
 
 
 class GroupCommit:

@@ -58,6 +58,9 @@ def with_driver(url: str) -> str:
 
 
 def make_engine(database_url: str) -> Engine:
+    """The app's engine. Its errors never quote the statement's values (`hide_parameters`): a
+    failed query's message reaches the logs with its traceback, and the values are people's data,
+    session contents and audit events."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         file = not in_memory(url.database) and "mode=memory" not in str(url)
@@ -70,6 +73,7 @@ def make_engine(database_url: str) -> Engine:
             url,
             connect_args={"check_same_thread": False, "factory": GatedConnection},
             pool_pre_ping=True,
+            hide_parameters=True,
             **({"pool_size": SQLITE_POOL} if file else {}),
         )
 
@@ -89,7 +93,13 @@ def make_engine(database_url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=PG_POOL, max_overflow=PG_OVERFLOW)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=PG_POOL,
+        max_overflow=PG_OVERFLOW,
+        hide_parameters=True,
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

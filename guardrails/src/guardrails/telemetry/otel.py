@@ -448,10 +448,19 @@ def configure_logging(log_format: str = "console") -> None:
 
     uvicorn's access and error lines go through the same processors and renderer (call this
     after uvicorn has set up its logging, i.e. from the app factory, as create_app does)."""
-    renderer = (
-        structlog.processors.JSONRenderer()
+    # A failure's traceback is logged as plain text (the JSON object's "exception" field, or
+    # under the console line), never with its frames' local variables: they hold tokens,
+    # secrets and people's data. Left to itself, structlog's console output would use rich's
+    # traceback, locals included, wherever rich is installed (many tools bring it), at seconds
+    # per traceback; and JSON without format_exc_info logged `"exc_info": true`, no traceback.
+    render = (
+        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
         if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else [
+            structlog.dev.ConsoleRenderer(
+                colors=False, exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
     )
     shared = [
         structlog.contextvars.merge_contextvars,
@@ -460,7 +469,7 @@ def configure_logging(log_format: str = "console") -> None:
         _add_trace_ids,
     ]
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=[*shared, *render],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
         cache_logger_on_first_use=False,
@@ -470,7 +479,7 @@ def configure_logging(log_format: str = "console") -> None:
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _access_fields],
             pass_foreign_args=True,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *render],
         )
     )
     for name in SERVER_LOGGERS:
