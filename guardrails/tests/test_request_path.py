@@ -136,19 +136,28 @@ def test_a_postgresql_that_refuses_falls_back_to_the_engine_read(tmp_path, reque
     assert store._async is None  # noqa: SLF001
 
 
-def test_a_session_read_that_hangs_is_given_up_and_made_in_a_thread(tmp_path, request, monkeypatch):
+def test_a_session_read_that_hangs_is_given_up_with_a_503_and_the_next_reconnects(
+    tmp_path, request, monkeypatch
+):
     """A PostgreSQL that stops answering mid-read (a network cut without a reset) must not hold
-    the request forever: past ASYNC_READ_TIMEOUT_S the read is made through the engine, and the
-    half-used connection is dropped, never reused."""
+    the request forever: past ASYNC_READ_TIMEOUT_S the read ends in OperationalError (the
+    request's 503), not in a read through the engine, which would wait on the same database
+    with no time limit in a worker thread. The half-used connection is dropped, never reused,
+    and once the database answers again the next read opens a new one."""
     import time
 
     import psycopg
+    from sqlalchemy.exc import OperationalError
 
     from guardrails.web import sessions
+    from guardrails.web.app import database_unavailable
 
     _, store = _stores_on_postgresql(tmp_path, request)
     store.save("sid-1", {"user": {"sub": "ann"}})
     monkeypatch.setattr(sessions, "ASYNC_READ_TIMEOUT_S", 0.3)
+    execute = psycopg.AsyncConnection.execute
+    through_the_engine: list[str] = []
+    monkeypatch.setattr(store, "load", lambda sid: through_the_engine.append(sid))
 
     async def hang(self, *args, **kwargs):
         await anyio.sleep(30)
@@ -158,13 +167,17 @@ def test_a_session_read_that_hangs_is_given_up_and_made_in_a_thread(tmp_path, re
         held = store._async[2]  # noqa: SLF001
         monkeypatch.setattr(psycopg.AsyncConnection, "execute", hang)
         started = time.monotonic()
-        data = await store.read("sid-1")
+        with pytest.raises(OperationalError) as refused:
+            await store.read("sid-1")
         waited = time.monotonic() - started
-        return data, waited, held.closed, store._async  # noqa: SLF001
+        dropped = held.closed and store._async is None  # noqa: SLF001
+        monkeypatch.setattr(psycopg.AsyncConnection, "execute", execute)
+        again = await store.read("sid-1")
+        return refused.value, waited, dropped, again, store._async[2] is not held  # noqa: SLF001
 
-    data, waited, closed, held_after = anyio.run(reads)
-    assert data["user"]["sub"] == "ann"
-    assert 0.3 <= waited < 5 and closed and held_after is None
+    refused, waited, dropped, again, new = anyio.run(reads)
+    assert database_unavailable(refused) and 0.3 <= waited < 5 and dropped
+    assert again["user"]["sub"] == "ann" and new and through_the_engine == []
 
 
 def _form_app(runtime):
@@ -351,6 +364,39 @@ def test_the_heap_built_at_start_up_is_frozen_while_the_app_runs(runtime):
     with serve(lambda rt: create_app(runtime=rt), runtime):
         frozen = gc.get_freeze_count()
     assert frozen > 10_000, frozen
+    assert gc.get_freeze_count() == 0
+
+
+def test_the_heap_stays_frozen_until_the_last_app_stops_and_no_garbage_is_frozen(
+    runtime, tmp_path, idp, manifest
+):
+    """Two apps in one process: the first to stop leaves the other's heap frozen (it had
+    unfrozen the whole process), and garbage left from before the start is collected, not
+    frozen for the app's lifetime."""
+    import gc
+    import weakref
+
+    from guardrails.core.runtime import build_runtime
+    from guardrails.testing import test_settings
+
+    class Cycle:
+        pass
+
+    other = build_runtime(test_settings(tmp_path / "other", idp), manifest)
+    gc.disable()  # no automatic collection in between: only the app's start may free it
+    try:
+        garbage = Cycle()
+        garbage.me = garbage  # unreachable once the name goes: only the collector frees it
+        gone = weakref.ref(garbage)
+        del garbage
+        with serve(lambda rt: create_app(runtime=rt), runtime):
+            assert gone() is None
+            with serve(lambda rt: create_app(runtime=rt), other):
+                pass
+            still = gc.get_freeze_count()
+    finally:
+        gc.enable()
+    assert still > 10_000, still
     assert gc.get_freeze_count() == 0
 
 

@@ -12,6 +12,8 @@ from joserfc.jwk import KeySet, RSAKey
 
 from guardrails.testing import local_access_token, login, provider_id_token
 
+FORM = "application/x-www-form-urlencoded"
+
 
 def test_sign_in_uses_pkce_state_and_nonce(guarded, demo):
     client = guarded.client()
@@ -100,6 +102,28 @@ def test_post_without_csrf_token_is_refused_and_audited(guarded, demo):
         ok = client.post(f"{guarded.url}/change", data={"csrf_token": token})
         assert ok.status_code == 200 and ok.json() == {"changed": True}
     assert guarded.audit_events()[-1]["action"] == "thing.change"
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        {"data": {"csrf_token": "\u00e9"}},  # a form field, percent-encoded UTF-8
+        {"content": b"csrf_token=\xe9", "headers": {"content-type": FORM}},  # not UTF-8
+        {"headers": {"x-csrf-token": b"\xe9"}},  # the header, Latin-1
+        {"files": {"f": ("a.txt", b"x")}, "data": {"csrf_token": "\u2603"}},  # multipart
+    ],
+    ids=["form-utf8", "form-not-utf8", "header", "multipart"],
+)
+def test_a_token_beyond_ascii_is_refused_and_audited_not_a_500(guarded, demo, sent):
+    """Any client can send a CSRF token that is not ASCII: it is a refusal like any wrong
+    token (403, audited), not an error (the constant-time comparison raised on it: a 500
+    and no audit event)."""
+    with guarded.client() as client:
+        login(client, guarded, demo["admin"])
+        refused = client.post(f"{guarded.url}/change", **sent)
+    assert refused.status_code == 403, refused.text
+    event = guarded.audit_events()[-1]
+    assert event["action"] == "security.csrf" and event["actor"]["email"] == demo["admin"]
 
 
 def test_logout_ends_the_session_and_signs_out_at_the_provider(guarded, demo, manifest):

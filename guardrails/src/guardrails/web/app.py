@@ -17,6 +17,7 @@ import inspect
 import re
 import secrets
 import tempfile
+import threading
 import uuid
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -281,6 +282,13 @@ SMALL_FORM = 64 * 1024  # an url-encoded body up to this size is scanned for the
 FORM_FIELDS = 1000  # Starlette's limit on a form's fields (its parser answers 400 beyond it)
 
 
+def _same_token(expected: str, sent: str) -> bool:
+    """Whether `sent` is the session's CSRF token, in constant time. Compared as bytes:
+    hmac.compare_digest refuses str holding anything but ASCII with a TypeError, which made a
+    non-ASCII token (any client can send one) a 500 instead of a refusal."""
+    return hmac.compare_digest(expected.encode(), sent.encode("utf-8", "surrogateescape"))
+
+
 async def check_csrf(
     scope: Scope, receive: Receive, session: SessionData
 ) -> tuple[Response | None, Receive]:
@@ -309,7 +317,7 @@ async def check_csrf(
         if isinstance(sent, Response):
             return sent, receive
     expected = session.get("csrf")
-    if expected and isinstance(sent, str) and hmac.compare_digest(expected, sent):
+    if expected and isinstance(sent, str) and _same_token(expected, sent):
         return None, receive
     method, path = scope["method"], scope["path"]
     security_event("csrf", f"{method} {path}")
@@ -688,6 +696,31 @@ def _ping(rt: Runtime) -> None:
         conn.execute(text("SELECT 1"))
 
 
+# Apps of this process that have started and not stopped (a test runs several in one process).
+_RUNNING = [0]
+_RUNNING_LOCK = threading.Lock()
+
+
+def _freeze_start_up_heap() -> None:
+    """What start-up built (modules, the app, its models and templates: most of the heap) lives
+    as long as the app: moved out of the collector's sight (gc.freeze), it is not walked again
+    by every full collection (a 70-140 ms pause each, measured under load). Garbage is
+    collected first, so none of it is frozen for the process's lifetime."""
+    with _RUNNING_LOCK:
+        _RUNNING[0] += 1
+        gc.collect()
+        gc.freeze()
+
+
+def _unfreeze_start_up_heap() -> None:
+    """The heap goes back to the collector when the process's last running app stops (an app
+    that stops while another still runs leaves that one's heap frozen)."""
+    with _RUNNING_LOCK:
+        _RUNNING[0] -= 1
+        if _RUNNING[0] == 0:
+            gc.unfreeze()
+
+
 def create_app(
     *, pages: Path | None = None, runtime: Runtime | None = None, title: str | None = None
 ) -> FastAPI:
@@ -716,16 +749,15 @@ def create_app(
             guardrails=__version__,
             issuer=gr.sso.issuer,
         )
-        # What start-up built (modules, the app, its models and templates: most of the heap)
-        # lives as long as the app: moved out of the collector's sight, it is not walked again
-        # by every full collection (a 70-140 ms pause each, measured under load).
-        gc.freeze()
-        yield
-        gc.unfreeze()
-        housekeeping.stop()
-        await gr.session_store.aclose()
-        gr.telemetry.shutdown()
-        rt.close()
+        _freeze_start_up_heap()
+        try:
+            yield
+        finally:
+            _unfreeze_start_up_heap()
+            housekeeping.stop()
+            await gr.session_store.aclose()
+            gr.telemetry.shutdown()
+            rt.close()
 
     app = FastAPI(
         **FASTAPI_TELEMETRY_OFF,

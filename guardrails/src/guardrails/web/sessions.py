@@ -31,6 +31,7 @@ import structlog
 from itsdangerous import BadSignature, Signer
 from sqlalchemy import Engine, Float, String, Text, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from guardrails.core.db import GuardrailsModel
@@ -55,7 +56,7 @@ _LOAD = select(_TABLE.c.data, _TABLE.c.expires_at).where(_TABLE.c.id == bindpara
 _LOAD_SQLITE = str(_LOAD.compile(dialect=sqlite.dialect()))  # the same query, for sqlite3 itself
 _LOAD_PG = str(_LOAD.compile(dialect=postgresql.psycopg.dialect()))  # and for psycopg itself
 AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}  # one-statement reads need no transaction
-ASYNC_READ_TIMEOUT_S = 10  # the longest an event-loop read may take before a thread takes over
+ASYNC_READ_TIMEOUT_S = 10  # the longest an event-loop read may wait: then the request is a 503
 INLINE_BUSY_MS = 50  # the longest an inline read may wait for a lock before a thread takes over
 
 
@@ -134,7 +135,9 @@ class SessionStore:
 
     async def read(self, sid: str) -> dict[str, Any] | None:
         """`load` for the event loop: inline on a local SQLite file, on psycopg's asyncio
-        connection for PostgreSQL, else (or when that read fails) in a worker thread."""
+        connection for PostgreSQL, else (or when that read fails) in a worker thread. A
+        PostgreSQL that does not answer within ASYNC_READ_TIMEOUT_S raises OperationalError
+        (the request's 503)."""
         conn = self._inline_connection()
         if conn is not None:
             try:
@@ -154,7 +157,8 @@ class SessionStore:
 
     async def _read_postgresql(self, engine: Engine, sid: str) -> Any:
         """The row from this event loop's own psycopg connection; _FAILED when it could not be
-        read that way (the caller reads it in a thread, through the engine)."""
+        read that way (the caller reads it in a thread, through the engine); OperationalError
+        when the database did not answer in time."""
         conn = None
         try:
             async with asyncio.timeout(ASYNC_READ_TIMEOUT_S):  # psycopg's async is asyncio's
@@ -168,6 +172,11 @@ class SessionStore:
                 await _close_quietly(conn)
             if not isinstance(exc, Exception):
                 raise
+            if isinstance(exc, TimeoutError):
+                # The database took ASYNC_READ_TIMEOUT_S without answering: a read through the
+                # engine would wait on the same database, with no time limit, holding a worker
+                # thread. A 503 now; the next request opens a new connection.
+                raise OperationalError(_LOAD_PG, None, exc) from exc
             log.warning("session read on the event loop failed; read in a thread", error=str(exc))
             return _FAILED
 
