@@ -22,6 +22,7 @@ from guardrails.connectors.registry import (
     QueryRefused,
 )
 from guardrails.connectors.sql import check_sql
+from guardrails.core.db import PG_TIME_LIMITS
 from guardrails.core.runtime import bound, build_runtime, prepare_database
 from guardrails.testing import audit_events, test_settings
 from guardrails.testing.postgres import PostgresUnavailable
@@ -224,6 +225,10 @@ def test_postgres_read_only_holds_for_the_superuser(rt):
     assert connector("hr-admin").query("SHOW transaction_read_only")[0] == {
         "transaction_read_only": "on"
     }  # query() reads on every connector
+    with hr.engine().connect() as conn:  # libpq's time limits, as the app's own connections
+        made = conn.connection.dbapi_connection.pgconn.info
+        options = {o.keyword.decode(): (o.val or b"").decode() for o in made}
+    assert {key: options[key] for key in PG_TIME_LIMITS} == PG_TIME_LIMITS
 
 
 def test_every_call_is_traced_with_the_connector_name(rt):

@@ -42,7 +42,7 @@ from guardrails.connectors.errors import (
 )
 from guardrails.connectors.masking import Masker
 from guardrails.core.context import current_request
-from guardrails.core.db import with_driver
+from guardrails.core.db import postgresql_time_limits, with_driver
 from guardrails.core.db_writers import in_memory
 
 log = structlog.get_logger("guardrails.sql_connector")
@@ -140,7 +140,9 @@ class SqlConnector:
 
             return engine
         if backend == "postgresql":
-            options = {"options": "-c default_transaction_read_only=on"} if self.read_only else {}
+            options = postgresql_time_limits(url)
+            if self.read_only:
+                options["options"] = "-c default_transaction_read_only=on"
             return create_engine(
                 url, hide_parameters=True, pool_pre_ping=True, connect_args=options
             )

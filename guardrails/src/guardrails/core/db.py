@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from guardrails.core.db_writers import BUSY_TIMEOUT_S, GatedConnection, in_memory
@@ -35,6 +35,30 @@ SQLITE_MMAP = 64 * 1024 * 1024  # bytes of a SQLite file read through a memory m
 # Every replica can hold up to the sum, plus one for session reads (guardrails.web.sessions):
 # size PostgreSQL's max_connections for (replicas x 21) + the migration Job.
 PG_POOL, PG_OVERFLOW = 10, 10
+
+# libpq's time limits for a PostgreSQL that stops answering without closing the connection (a
+# network cut, a primary that failed over): an attempt to connect gives up after
+# connect_timeout seconds; a connection whose peer is gone is found by TCP keepalives (after
+# 30 s idle, 3 probes 10 s apart) while it waits for an answer, and dropped after
+# tcp_user_timeout ms when what it sent stays unacknowledged. Without them a query on a dead
+# connection waits for the operating system's defaults (keepalives after two hours), holding a
+# worker thread and a pool connection. Every connection to PostgreSQL takes them: the app's
+# engine, its session reads, its SQL connectors. A libpq parameter in the URL's query string
+# wins (postgresql://...?keepalives_idle=60).
+PG_TIME_LIMITS = {
+    "connect_timeout": "10",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+}
+
+
+def postgresql_time_limits(url: str | URL) -> dict[str, str]:
+    """PG_TIME_LIMITS, without those the URL sets itself."""
+    query = make_url(url).query
+    return {key: value for key, value in PG_TIME_LIMITS.items() if key not in query}
 
 
 class Model(DeclarativeBase):
@@ -99,6 +123,7 @@ def make_engine(database_url: str) -> Engine:
         pool_size=PG_POOL,
         max_overflow=PG_OVERFLOW,
         hide_parameters=True,
+        connect_args=postgresql_time_limits(url),
     )
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from guardrails.core.db import GuardrailsModel
+from guardrails.core.db import GuardrailsModel, postgresql_time_limits
 from guardrails.core.db_writers import in_memory
 from guardrails.core.housekeeping import schedule
 
@@ -194,7 +194,8 @@ class SessionStore:
             import psycopg  # the driver guardrails installs for PostgreSQL (guardrails.core.db)
 
             args, params = engine.dialect.create_connect_args(engine.url)
-            params.setdefault("connect_timeout", ASYNC_READ_TIMEOUT_S)
+            for key, value in postgresql_time_limits(engine.url).items():  # as the engine's
+                params.setdefault(key, value)
             conn = await psycopg.AsyncConnection.connect(*args, **params, autocommit=True)
             old, self._async = self._async, (engine, loop, conn)
             if old is not None and old[1] is loop:
