@@ -8,8 +8,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
-from .conftest import REPO
+from .conftest import REPO, UV
 
 
 def test_the_prerequisites_check_says_what_to_install(tmp_path):
@@ -110,3 +111,24 @@ def test_the_tutorial_states_no_durations():
     """Timings differ from machine to machine and go stale: the tutorial does not state any."""
     text = TUTORIAL.read_text()
     assert not re.search(r"\b\d+(\.\d+)? ?(s|sec|seconds?|min|minutes?)\b", text)
+
+
+def test_make_setup_without_the_package_says_where_to_find_it(rendered, tmp_path):
+    """A new app's `make setup` where no index has microapp-guardrails (uv offline here, as on
+    a machine without the CoE's index) fails saying both ways to point it at the package: the
+    company index, or a wheelhouse built in a clone of the template."""
+    app = shutil.copytree(rendered["dashboard"], tmp_path / "app", symlinks=True)
+    done = subprocess.run(
+        ["make", "setup", f"PYTHON={sys.executable}", f"UV={UV}"],
+        cwd=app,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "UV_OFFLINE": "1"},
+        timeout=300,
+        check=False,
+    )
+    said = done.stdout + done.stderr
+    assert done.returncode != 0 and "Could not lock the dependencies" in said, said
+    assert "make setup PACKAGE_INDEX=https://<your company index>/simple" in said
+    assert "run make wheelhouse, then here:" in said
+    assert "make setup WHEELHOUSE=<the clone>/.wheelhouse" in said
