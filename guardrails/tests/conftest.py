@@ -91,3 +91,12 @@ def redis_url():
             yield server.url
     except RedisUnavailable as exc:
         pytest.skip(f"Redis tests skipped: {exc}")
+
+
+def libpq_time_limits(conn) -> dict[str, str]:
+    """The values of guardrails' PG_TIME_LIMITS options that psycopg connection `conn` was
+    made with (libpq's own record of its options)."""
+    from guardrails.core.db import PG_TIME_LIMITS
+
+    made = {o.keyword.decode(): (o.val or b"").decode() for o in conn.pgconn.info}
+    return {key: made[key] for key in PG_TIME_LIMITS}

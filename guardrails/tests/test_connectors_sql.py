@@ -27,6 +27,8 @@ from guardrails.core.runtime import bound, build_runtime, prepare_database
 from guardrails.testing import audit_events, test_settings
 from guardrails.testing.postgres import PostgresUnavailable
 
+from .conftest import libpq_time_limits
+
 STAFF = [
     (1, "Jane Doe", "jane.doe@example.com", 85000, "123-45-6789"),
     (2, "Omar Haddad", "omar@example.org", 72000, "987-65-4321"),
@@ -226,9 +228,7 @@ def test_postgres_read_only_holds_for_the_superuser(rt):
         "transaction_read_only": "on"
     }  # query() reads on every connector
     with hr.engine().connect() as conn:  # libpq's time limits, as the app's own connections
-        made = conn.connection.dbapi_connection.pgconn.info
-        options = {o.keyword.decode(): (o.val or b"").decode() for o in made}
-    assert {key: options[key] for key in PG_TIME_LIMITS} == PG_TIME_LIMITS
+        assert libpq_time_limits(conn.connection.dbapi_connection) == PG_TIME_LIMITS
 
 
 def test_every_call_is_traced_with_the_connector_name(rt):

@@ -52,22 +52,20 @@ def test_every_postgresql_connection_has_time_limits_and_the_url_may_change_them
     from guardrails.core import db
     from guardrails.web.sessions import SessionStore
 
-    def limits(conn) -> dict[str, str]:  # the libpq options the connection was made with
-        made = {o.keyword.decode(): (o.val or b"").decode() for o in conn.pgconn.info}
-        return {key: made[key] for key in db.PG_TIME_LIMITS}
+    from .conftest import libpq_time_limits
 
     engine = make_engine(db.with_driver(postgres.url))
     db.create_all(engine)
     with engine.connect() as conn:
-        assert limits(conn.connection.dbapi_connection) == db.PG_TIME_LIMITS
+        assert libpq_time_limits(conn.connection.dbapi_connection) == db.PG_TIME_LIMITS
     store = SessionStore(db.make_sessionmaker(engine), max_age=60)
     assert anyio.run(store.read, "no-such-session") is None
-    assert limits(store._async[2]) == db.PG_TIME_LIMITS  # noqa: SLF001 - its own connection
+    assert libpq_time_limits(store._async[2]) == db.PG_TIME_LIMITS  # noqa: SLF001 - its own connection
     anyio.run(store.aclose)
     separator = "&" if "?" in postgres.url else "?"
     chosen = make_engine(db.with_driver(f"{postgres.url}{separator}keepalives_idle=5"))
     with chosen.connect() as conn:
-        assert limits(conn.connection.dbapi_connection) == {
+        assert libpq_time_limits(conn.connection.dbapi_connection) == {
             **db.PG_TIME_LIMITS,
             "keepalives_idle": "5",
         }
