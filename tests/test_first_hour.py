@@ -117,7 +117,8 @@ def test_make_setup_without_the_package_says_where_to_find_it(rendered, tmp_path
     """A new app's `make setup` where no index has microapp-guardrails (uv offline here, as on
     a machine without the CoE's index) fails saying both ways to point it at the package: the
     company index, or a wheelhouse built in a clone of the template."""
-    app = shutil.copytree(rendered["dashboard"], tmp_path / "app", symlinks=True)
+    fresh = shutil.ignore_patterns(".venv", "uv.lock", ".git")  # the render, before any set-up
+    app = shutil.copytree(rendered["dashboard"], tmp_path / "app", symlinks=True, ignore=fresh)
     done = subprocess.run(
         ["make", "setup", f"PYTHON={sys.executable}", f"UV={UV}"],
         cwd=app,
